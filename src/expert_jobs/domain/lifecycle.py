@@ -1,0 +1,144 @@
+"""The job lifecycle: one ``transitions`` machine, defined once, shared by every job.
+
+Jobs are never registered with the machine (no ``add_model``, no per-job machine): a job only
+carries a ``status`` attribute and :func:`fire` runs the shared machine's event on it. The table in
+:data:`TRANSITIONS` is the single source of truth for the engine, the system status-update
+endpoint, the Mermaid diagram and the property tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from transitions import Machine, MachineError
+
+from expert_jobs.domain.errors import IllegalTransition, UsageError
+from expert_jobs.domain.status import JobStatus
+
+__all__ = [
+    "TRANSITIONS",
+    "TRIGGERS",
+    "HasStatus",
+    "allowed_triggers",
+    "can_transition",
+    "can_trigger",
+    "fire",
+    "mermaid_diagram",
+    "next_status",
+    "trigger_for",
+]
+
+S = JobStatus
+
+TRANSITIONS: tuple[tuple[str, tuple[JobStatus, ...], JobStatus], ...] = (
+    ("start", (S.QUEUED,), S.PROCESSING),
+    ("complete", (S.PROCESSING,), S.COMPLETED),
+    ("exceed_max_steps", (S.PROCESSING,), S.EXCEEDED_MAX_STEPS),
+    ("fail", (S.QUEUED, S.PROCESSING), S.FAILED),
+    ("request_interactive_tool_result", (S.PROCESSING,), S.REQUEST_INTERACTIVE_TOOL_RESULT),
+    ("request_delegate_result", (S.PROCESSING,), S.REQUEST_DELEGATE_RESULT),
+    ("resume", (S.REQUEST_INTERACTIVE_TOOL_RESULT, S.REQUEST_DELEGATE_RESULT), S.QUEUED),
+    ("follow_up", (S.COMPLETED, S.EXCEEDED_MAX_STEPS, S.FAILED), S.QUEUED),
+    ("requeue", (S.PROCESSING,), S.QUEUED),
+    (
+        "cancel",
+        (S.QUEUED, S.PROCESSING, S.REQUEST_INTERACTIVE_TOOL_RESULT, S.REQUEST_DELEGATE_RESULT),
+        S.CANCELING,
+    ),
+    ("finish_cancel", (S.CANCELING,), S.CANCELED),
+    ("expire", (S.QUEUED, S.REQUEST_INTERACTIVE_TOOL_RESULT, S.REQUEST_DELEGATE_RESULT), S.EXPIRED),
+)
+"""``(trigger, sources, destination)`` rows, exactly DESIGN.md's lifecycle table."""
+
+TRIGGERS: tuple[str, ...] = tuple(row[0] for row in TRANSITIONS)
+
+
+class HasStatus(Protocol):
+    """Anything with a mutable ``status`` can go through the lifecycle (a job, a test double)."""
+
+    status: JobStatus
+
+
+_MACHINE = Machine(
+    model=None,
+    states=list(JobStatus),
+    initial=S.QUEUED,
+    transitions=[{"trigger": t, "source": list(src), "dest": dst} for t, src, dst in TRANSITIONS],
+    model_attribute="status",
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+    send_event=False,
+)
+
+_EVENTS: Mapping[str, Any] = {name: _MACHINE.events[name] for name in TRIGGERS}
+_NEXT: dict[tuple[JobStatus, str], JobStatus] = {}
+_TRIGGER_FOR: dict[tuple[JobStatus, JobStatus], str] = {}
+_ALLOWED: dict[JobStatus, list[str]] = {status: [] for status in JobStatus}
+for _name, _event in _EVENTS.items():
+    for _source_name, _transitions in _event.transitions.items():
+        _source = JobStatus[_source_name]
+        _dest = JobStatus[_transitions[0].dest]
+        _NEXT[(_source, _name)] = _dest
+        _TRIGGER_FOR[(_source, _dest)] = _name
+        _ALLOWED[_source].append(_name)
+
+
+def fire(job: HasStatus, trigger: str, *, job_id: str | None = None) -> JobStatus:
+    """Run ``trigger`` on ``job`` through the shared machine and return its new status.
+
+    Raises :class:`IllegalTransition` (and leaves the job unchanged) when the table has no such
+    move from the job's status, and :class:`UsageError` for a trigger name that does not exist.
+    """
+    event = _EVENTS.get(trigger)
+    if event is None:
+        raise UsageError(f"unknown lifecycle trigger {trigger!r}; known: {', '.join(TRIGGERS)}")
+    status = job.status
+    if (status, trigger) not in _NEXT:
+        raise IllegalTransition(_job_id(job, job_id), status, trigger, _ALLOWED[JobStatus(status)])
+    try:
+        event.trigger(job)
+    except MachineError as exc:  # pragma: no cover - the pre-check above mirrors the machine
+        raise IllegalTransition(_job_id(job, job_id), status, trigger, _ALLOWED[JobStatus(status)]) from exc
+    return job.status
+
+
+def _job_id(job: object, job_id: str | None) -> str | None:
+    return job_id if job_id is not None else getattr(job, "id", None)
+
+
+def next_status(status: JobStatus, trigger: str) -> JobStatus | None:
+    """Where ``trigger`` leads from ``status``, or ``None`` if it is not allowed there."""
+    return _NEXT.get((status, trigger))
+
+
+def can_trigger(status: JobStatus, trigger: str) -> bool:
+    """Whether ``trigger`` is allowed from ``status``."""
+    return (status, trigger) in _NEXT
+
+
+def can_transition(src: JobStatus | str, dst: JobStatus | str) -> bool:
+    """Whether some trigger moves a job from ``src`` to ``dst``."""
+    return (JobStatus(src), JobStatus(dst)) in _TRIGGER_FOR
+
+
+def trigger_for(src: JobStatus | str, dst: JobStatus | str) -> str | None:
+    """The trigger that moves ``src`` to ``dst`` (used by the system status update), or ``None``."""
+    return _TRIGGER_FOR.get((JobStatus(src), JobStatus(dst)))
+
+
+def allowed_triggers(status: JobStatus | str) -> list[str]:
+    """The triggers allowed from ``status`` (empty for the final statuses)."""
+    return list(_ALLOWED[JobStatus(status)])
+
+
+def mermaid_diagram() -> str:
+    """The lifecycle as a Mermaid ``stateDiagram-v2``, read from the shared machine itself."""
+    lines = ["stateDiagram-v2", f"    [*] --> {S.QUEUED.value}"]
+    for name, event in _EVENTS.items():
+        for source_name, transitions in event.transitions.items():
+            dest = JobStatus[transitions[0].dest].value
+            lines.append(f"    {JobStatus[source_name].value} --> {dest}: {name}")
+    for status in (S.CANCELED, S.EXPIRED):
+        lines.append(f"    {status.value} --> [*]")
+    return "\n".join(lines)

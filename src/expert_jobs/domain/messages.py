@@ -1,0 +1,225 @@
+"""Provider-neutral conversation messages.
+
+A run's history is a list of messages: :class:`UserMessage`, :class:`AssistantMessage` and
+:class:`ToolResultsMessage`. Every tool call of an assistant message gets exactly one
+:class:`ToolResult` in the tool-results message that follows it, in the order of the calls.
+All message types are frozen slotted dataclasses: cheap to build on the hot path and safe to
+share between checkpoints. :func:`message_to_data` / :func:`message_from_data` turn them into
+JSON-ready data for durable checkpoints.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AssistantMessage",
+    "AssistantPart",
+    "FilePart",
+    "Message",
+    "TextPart",
+    "ThinkingPart",
+    "ToolCall",
+    "ToolResult",
+    "ToolResultsMessage",
+    "UserMessage",
+    "UserPart",
+    "message_from_data",
+    "message_to_data",
+    "text_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Plain text. ``signature`` carries an opaque provider token attached to it (Gemini)."""
+
+    text: str
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A binary file given to the model (an image or a PDF); text files are sent as text."""
+
+    name: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """Reasoning the model produced, kept so it can be replayed exactly as its provider requires.
+
+    ``signature``: Anthropic's thinking signature or Gemini's thought signature. ``redacted_data``:
+    Anthropic's redacted thinking. ``provider_data``: anything else a provider needs back verbatim
+    (OpenAI's reasoning item id and encrypted content). ``provider`` names who produced it; a part
+    is only replayed to the same provider.
+    """
+
+    text: str
+    signature: str | None = None
+    redacted_data: str | None = None
+    provider: str | None = None
+    provider_data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asked for. ``signature``: an opaque token to send back with it (Gemini)."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+    signature: str | None = None
+
+
+UserPart = TextPart | FilePart
+AssistantPart = TextPart | ThinkingPart | ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    """What the user (or a parent expert) says: a query and its files."""
+
+    parts: tuple[UserPart, ...]
+
+    @classmethod
+    def text(cls, text: str) -> UserMessage:
+        """A user message of one text part."""
+        return cls((TextPart(text),))
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantMessage:
+    """One model response: text, thinking and tool calls, in the order the model produced them."""
+
+    parts: tuple[AssistantPart, ...]
+    provider: str | None = None
+    model: str | None = None
+    tool_calls: tuple[ToolCall, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tool_calls", tuple(p for p in self.parts if type(p) is ToolCall))
+
+    @property
+    def text(self) -> str:
+        """The concatenated text parts (not the thinking)."""
+        return "".join(p.text for p in self.parts if type(p) is TextPart)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of one tool call, as text for the model. ``is_error`` marks a failure."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultsMessage:
+    """The results of every tool call of the preceding assistant message, in call order."""
+
+    results: tuple[ToolResult, ...]
+
+
+Message = UserMessage | AssistantMessage | ToolResultsMessage
+
+
+def text_of(message: Message) -> str:
+    """The plain text of a message (tool results joined by newlines)."""
+    if type(message) is AssistantMessage:
+        return message.text
+    if type(message) is UserMessage:
+        return "".join(p.text for p in message.parts if type(p) is TextPart)
+    assert type(message) is ToolResultsMessage
+    return "\n".join(r.content for r in message.results)
+
+
+def _part_to_data(part: UserPart | AssistantPart) -> dict[str, Any]:
+    if type(part) is TextPart:
+        data: dict[str, Any] = {"type": "text", "text": part.text}
+        if part.signature is not None:
+            data["signature"] = part.signature
+        return data
+    if type(part) is ToolCall:
+        data = {"type": "tool_call", "id": part.id, "name": part.name, "arguments": dict(part.arguments)}
+        if part.signature is not None:
+            data["signature"] = part.signature
+        return data
+    if type(part) is ThinkingPart:
+        data = {"type": "thinking", "text": part.text}
+        for key in ("signature", "redacted_data", "provider"):
+            value = getattr(part, key)
+            if value is not None:
+                data[key] = value
+        if part.provider_data is not None:
+            data["provider_data"] = dict(part.provider_data)
+        return data
+    assert type(part) is FilePart
+    return {
+        "type": "file",
+        "name": part.name,
+        "media_type": part.media_type,
+        "data": base64.b64encode(part.data).decode("ascii"),
+    }
+
+
+def _part_from_data(data: Mapping[str, Any]) -> UserPart | AssistantPart:
+    kind = data["type"]
+    if kind == "text":
+        return TextPart(data["text"], data.get("signature"))
+    if kind == "tool_call":
+        return ToolCall(data["id"], data["name"], data["arguments"], data.get("signature"))
+    if kind == "thinking":
+        return ThinkingPart(
+            data["text"],
+            data.get("signature"),
+            data.get("redacted_data"),
+            data.get("provider"),
+            data.get("provider_data"),
+        )
+    if kind == "file":
+        return FilePart(data["name"], data["media_type"], base64.b64decode(data["data"]))
+    raise ValueError(f"unknown message part type {kind!r}")
+
+
+def message_to_data(message: Message) -> dict[str, Any]:
+    """JSON-ready data for ``message`` (the inverse of :func:`message_from_data`)."""
+    if type(message) is ToolResultsMessage:
+        return {
+            "role": "tool",
+            "results": [
+                {"call_id": r.call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
+                for r in message.results
+            ],
+        }
+    if type(message) is AssistantMessage:
+        data: dict[str, Any] = {"role": "assistant", "parts": [_part_to_data(p) for p in message.parts]}
+        if message.provider is not None:
+            data["provider"] = message.provider
+        if message.model is not None:
+            data["model"] = message.model
+        return data
+    assert type(message) is UserMessage
+    return {"role": "user", "parts": [_part_to_data(p) for p in message.parts]}
+
+
+def message_from_data(data: Mapping[str, Any]) -> Message:
+    """Rebuild a message from :func:`message_to_data`'s output."""
+    role = data["role"]
+    if role == "tool":
+        return ToolResultsMessage(
+            tuple(ToolResult(r["call_id"], r["name"], r["content"], r["is_error"]) for r in data["results"])
+        )
+    parts = tuple(_part_from_data(p) for p in data["parts"])
+    if role == "assistant":
+        return AssistantMessage(parts, data.get("provider"), data.get("model"))  # type: ignore[arg-type]
+    if role == "user":
+        return UserMessage(parts)  # type: ignore[arg-type]
+    raise ValueError(f"unknown message role {role!r}")

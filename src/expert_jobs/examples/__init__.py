@@ -1,0 +1,1 @@
+"""examples layer of expert-jobs."""

@@ -1,0 +1,1 @@
+"""stores layer of expert-jobs."""

@@ -1,0 +1,1 @@
+"""transports layer of expert-jobs."""
