@@ -5,6 +5,9 @@
     ExpertJobsError                    base of everything raised on purpose
     ├── UsageError                     the caller misused the library (fix the code or config)
     │   ├── UnknownModel               a model id not in the catalogue
+    │   ├── UnknownExpert              no expert registered under a key
+    │   ├── JobNotFound                no job with that id
+    │   ├── CannotContinue             the job's status or state does not allow a continue
     │   └── InvalidExpertKey           a string that is not an expert key
     ├── IllegalTransition              a lifecycle move not in the table (job, status, trigger)
     ├── ProviderError                  a model call failed; ``retryable`` says whether to try again
@@ -30,10 +33,12 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadRequest",
+    "CannotContinue",
     "Conflict",
     "ExpertJobsError",
     "IllegalTransition",
     "InvalidExpertKey",
+    "JobNotFound",
     "MethodNotAllowed",
     "NotFound",
     "ProviderError",
@@ -42,6 +47,7 @@ __all__ = [
     "StaleJobVersion",
     "StoreError",
     "Unauthorized",
+    "UnknownExpert",
     "UnknownModel",
     "UsageError",
     "ValidationFailed",
@@ -217,3 +223,29 @@ class ValidationFailed(ServiceError):
 
     code = 422
     error = "Validation Failed"
+
+
+class UnknownExpert(UsageError):
+    """No expert is registered under the key (the service answers 404)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Expert not found: {key}")
+
+
+class JobNotFound(UsageError):
+    """No job with this id (the service answers 404)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"Expert job not found: {job_id}")
+
+
+class CannotContinue(UsageError):
+    """A continue that the job's status or state does not allow (the service answers 400)."""
+
+    def __init__(self, job_id: str, status: str, reason: str = "Current status is unable to continue") -> None:
+        self.job_id = job_id
+        self.status = status
+        self.reason = reason
+        super().__init__(f"job {job_id} ({status}): {reason}")

@@ -56,6 +56,8 @@ class GenerationRequest:
 
     ``temperature`` is the job's temperature; the adapter leaves it out for models that do not
     accept a custom one. ``messages`` is the run's history and must not be mutated by adapters.
+    ``run_id`` and ``expert_key`` say who asks (for gateways, logs and scripted fakes); adapters
+    need not send them anywhere.
     """
 
     model: str
@@ -66,6 +68,8 @@ class GenerationRequest:
     max_output_tokens: int | None = None
     reasoning: ReasoningSettings | None = None
     timeout: float | None = None
+    run_id: str | None = None
+    expert_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

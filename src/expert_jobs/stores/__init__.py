@@ -1,1 +1,1 @@
-"""stores layer of expert-jobs."""
+"""Job store adapters: memory (tests, experiments), SQLite (embedded default), PostgreSQL (many workers)."""

@@ -1,0 +1,174 @@
+"""Checkpoints: immutable snapshots of a run, written at every step end and every stop.
+
+A checkpoint holds what is needed to resume its run. To keep the cost of writing one flat however
+long the history grows, it carries only the messages added since the run's previous checkpoint
+(``new_messages``) and the history length (``message_count``); a store rebuilds a run's history by
+concatenating the deltas of its checkpoints in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from expert_jobs.domain.messages import Message, ToolCall, ToolResult, message_from_data, message_to_data
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import Usage
+
+__all__ = ["Checkpoint", "CheckpointKind", "Delegation", "RunState"]
+
+CheckpointKind = Literal["start", "step", "pause", "resume", "stop"]
+RunState = Literal["running", "waitingDelegates", "waitingInteractive", "completed", "exceededMaxSteps",
+                   "failed", "canceled", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """A child run started for a delegate tool call of its parent run."""
+
+    call_id: str
+    run_id: str
+    expert_key: str
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One immutable snapshot of a run inside a job.
+
+    ``seq`` increases strictly across the whole job; ``step`` is the job-wide number of the latest
+    completed step (0 before the first). ``usage`` is the job's cumulative usage, ``run_usage`` the
+    run's, ``step_usage`` what this checkpoint's step (or failed attempts) added. ``pending_calls``
+    are the tool calls still awaiting a result (delegates or interactive), ``partial_results`` the
+    results already obtained for the current batch. ``error`` is plain data (see
+    ``ExpertJobsError.to_data``).
+    """
+
+    id: str
+    job_id: str
+    run_id: str
+    seq: int
+    step: int
+    kind: CheckpointKind
+    status: JobStatus
+    run_state: RunState
+    expert_key: str
+    created_at: float
+    new_messages: tuple[Message, ...]
+    message_count: int
+    usage: Usage
+    run_usage: Usage
+    step_usage: Usage
+    total_steps: int
+    total_duration_ms: int
+    retry_count: int = 0
+    parent_run_id: str | None = None
+    parent_call_id: str | None = None
+    pending_calls: tuple[ToolCall, ...] = ()
+    partial_results: tuple[ToolResult, ...] = ()
+    delegations: tuple[Delegation, ...] = ()
+    error: dict[str, Any] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form)."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "step": self.step,
+            "kind": self.kind,
+            "status": self.status.value,
+            "run_state": self.run_state,
+            "expert_key": self.expert_key,
+            "created_at": self.created_at,
+            "new_messages": [message_to_data(m) for m in self.new_messages],
+            "message_count": self.message_count,
+            "usage": self.usage.to_wire(),
+            "run_usage": self.run_usage.to_wire(),
+            "step_usage": self.step_usage.to_wire(),
+            "total_steps": self.total_steps,
+            "total_duration_ms": self.total_duration_ms,
+            "retry_count": self.retry_count,
+            "parent_run_id": self.parent_run_id,
+            "parent_call_id": self.parent_call_id,
+            "pending_calls": [
+                {"id": c.id, "name": c.name, "arguments": dict(c.arguments), "signature": c.signature}
+                for c in self.pending_calls
+            ],
+            "partial_results": [
+                {"call_id": r.call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
+                for r in self.partial_results
+            ],
+            "delegations": [
+                {"call_id": d.call_id, "run_id": d.run_id, "expert_key": d.expert_key, "query": d.query}
+                for d in self.delegations
+            ],
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Checkpoint:
+        """Rebuild a checkpoint from :meth:`to_data`'s output."""
+        return cls(
+            id=data["id"],
+            job_id=data["job_id"],
+            run_id=data["run_id"],
+            seq=data["seq"],
+            step=data["step"],
+            kind=data["kind"],
+            status=JobStatus(data["status"]),
+            run_state=data["run_state"],
+            expert_key=data["expert_key"],
+            created_at=data["created_at"],
+            new_messages=tuple(message_from_data(m) for m in data["new_messages"]),
+            message_count=data["message_count"],
+            usage=Usage.model_validate(data["usage"]),
+            run_usage=Usage.model_validate(data["run_usage"]),
+            step_usage=Usage.model_validate(data["step_usage"]),
+            total_steps=data["total_steps"],
+            total_duration_ms=data["total_duration_ms"],
+            retry_count=data["retry_count"],
+            parent_run_id=data["parent_run_id"],
+            parent_call_id=data["parent_call_id"],
+            pending_calls=tuple(
+                ToolCall(c["id"], c["name"], c["arguments"], c.get("signature")) for c in data["pending_calls"]
+            ),
+            partial_results=tuple(
+                ToolResult(r["call_id"], r["name"], r["content"], r["is_error"]) for r in data["partial_results"]
+            ),
+            delegations=tuple(
+                Delegation(d["call_id"], d["run_id"], d["expert_key"], d["query"]) for d in data["delegations"]
+            ),
+            error=data["error"],
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The API's camelCase checkpoint object (messages included as data)."""
+        data = self.to_data()
+        return {
+            "type": "checkpoint",
+            "id": self.id,
+            "expertJobId": self.job_id,
+            "runId": self.run_id,
+            "parentRunId": self.parent_run_id,
+            "seq": self.seq,
+            "stepNumber": self.step,
+            "kind": self.kind,
+            "status": self.status.value,
+            "runState": self.run_state,
+            "expertKey": self.expert_key,
+            "createdAt": self.created_at,
+            "newMessages": data["new_messages"],
+            "messageCount": self.message_count,
+            "usage": data["usage"],
+            "runUsage": data["run_usage"],
+            "stepUsage": data["step_usage"],
+            "totalSteps": self.total_steps,
+            "totalDuration": self.total_duration_ms,
+            "retryCount": self.retry_count,
+            "pendingToolCalls": data["pending_calls"],
+            "partialToolResults": data["partial_results"],
+            "delegations": data["delegations"],
+            "error": self.error,
+        }

@@ -1,0 +1,165 @@
+"""Expert definitions (pure data) and the registry that resolves an expert key to one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from expert_jobs.domain.expert_key import ExpertKey, ExpertKeyStr, parse_expert_key
+
+__all__ = ["ExpertDefinition", "ExpertRegistry", "InteractiveToolSpec"]
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$", re.ASCII)
+
+
+def _check_tool_name(name: str) -> str:
+    if not _TOOL_NAME.match(name):
+        raise ValueError(f"tool name {name!r} must match {_TOOL_NAME.pattern}")
+    return name
+
+
+class InteractiveToolSpec(BaseModel):
+    """A tool answered by a person or a client: the job pauses until the answer arrives."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    name: str
+    description: str = Field("", max_length=2048)
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}, alias="inputSchema"
+    )
+
+    _name = field_validator("name")(_check_tool_name)
+
+
+class ExpertDefinition(BaseModel):
+    """An expert: a key, an instruction, tools, interactive tools and delegates.
+
+    ``tools`` names Python tools registered with the runtime; ``delegates`` are expert keys of
+    other experts, exposed to the model as tools taking ``{query}``.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    key: ExpertKeyStr
+    instruction: str = Field(min_length=1, max_length=20_480)
+    description: str = Field("", max_length=2048)
+    tags: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    interactive_tools: tuple[InteractiveToolSpec, ...] = Field((), alias="interactiveTools")
+    delegates: tuple[ExpertKeyStr, ...] = ()
+
+    @model_validator(mode="after")
+    def _distinct_tool_names(self) -> ExpertDefinition:
+        names = [*self.tools, *(t.name for t in self.interactive_tools), *(_delegate_tool_name(d) for d in self.delegates)]
+        for name in self.tools:
+            _check_tool_name(name)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tool names must be distinct across tools, interactive tools and delegates: {duplicates}")
+        return self
+
+    @property
+    def parsed_key(self) -> ExpertKey:
+        """The key, parsed."""
+        return parse_expert_key(self.key)
+
+    @property
+    def name(self) -> str:
+        """The expert's name (with its scope)."""
+        return self.parsed_key.name
+
+    @property
+    def version(self) -> str | None:
+        """The semver version of the key, if it has one."""
+        return self.parsed_key.version
+
+    def digest(self) -> dict[str, Any]:
+        """The compact form a job carries in its ``expert`` field."""
+        key = self.parsed_key
+        return {
+            "key": self.key,
+            "name": key.name,
+            "version": key.version,
+            "description": self.description,
+            "tags": list(self.tags),
+            "tools": list(self.tools),
+            "interactiveTools": [t.name for t in self.interactive_tools],
+            "delegates": list(self.delegates),
+        }
+
+
+def _delegate_tool_name(key: str) -> str:
+    """The tool name a delegate is exposed under: its bare name, made tool-safe."""
+    bare = parse_expert_key(key).bare_name
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", bare)[:64]
+
+
+delegate_tool_name = _delegate_tool_name
+
+
+def _semver_key(version: str) -> tuple[int, int, int, int, str]:
+    core = version.split("+", 1)[0]
+    main, _, pre = core.partition("-")
+    major, minor, patch = (int(x) for x in main.split("."))
+    # A release sorts after its pre-releases.
+    return (major, minor, patch, 0 if pre else 1, pre)
+
+
+class ExpertRegistry:
+    """Resolves expert keys: an exact ``name@version``, a ``name@tag``, or a bare name (the
+    ``latest`` tag if some version carries it, else the highest version)."""
+
+    def __init__(self, experts: Iterable[ExpertDefinition] = ()) -> None:
+        self._by_key: dict[str, ExpertDefinition] = {}
+        self._by_name: dict[str, list[ExpertDefinition]] = {}
+        for expert in experts:
+            self.add(expert)
+
+    def add(self, expert: ExpertDefinition) -> None:
+        """Register an expert (replacing one with the same key)."""
+        old = self._by_key.get(expert.key)
+        versions = self._by_name.setdefault(expert.name, [])
+        if old is not None:
+            versions.remove(old)
+        self._by_key[expert.key] = expert
+        versions.append(expert)
+
+    def get(self, key: str) -> ExpertDefinition | None:
+        """The expert ``key`` names, or ``None``."""
+        exact = self._by_key.get(key)
+        if exact is not None:
+            return exact
+        parsed = parse_expert_key(key)
+        candidates = self._by_name.get(parsed.name, [])
+        if not candidates:
+            return None
+        if parsed.version is not None:
+            return None
+        tag = parsed.tag or "latest"
+        tagged = [e for e in candidates if tag in e.tags]
+        if tagged:
+            return tagged[-1]
+        if parsed.tag is not None:
+            return None
+        unversioned = [e for e in candidates if e.version is None]
+        versioned = [e for e in candidates if e.version is not None]
+        if versioned:
+            return max(versioned, key=lambda e: _semver_key(e.version or "0.0.0"))
+        return unversioned[-1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Any:
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def as_mapping(self) -> Mapping[str, ExpertDefinition]:
+        """Experts by exact key."""
+        return dict(self._by_key)

@@ -1,0 +1,185 @@
+"""The job record: what the store keeps of one expert job, and its wire form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from expert_jobs.domain.lifecycle import fire
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import ZERO_USAGE, Usage
+
+__all__ = ["RUNTIME_VERSION", "Job", "JobQuery", "iso_utc"]
+
+RUNTIME_VERSION = "v1.0"
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``, e.g. ``2026-01-02T03:04:05.678Z``."""
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Job:
+    """One expert job: identity, request, status, counters, usage and the store's bookkeeping.
+
+    ``status`` only changes through :meth:`fire` (the shared lifecycle machine). ``version`` is the
+    store's optimistic-concurrency counter. Times are epoch seconds; the wire form has ISO strings.
+    Counters: ``current_step`` is the step number of the latest checkpoint (0 before the first
+    step), ``total_steps`` the steps completed in the job (delegates included), ``total_duration_ms``
+    the milliseconds spent running (queueing and pauses excluded).
+    """
+
+    __slots__ = (
+        "application_id",
+        "checkpoint_seq",
+        "created_at",
+        "current_step",
+        "error",
+        "expert",
+        "expert_key",
+        "files",
+        "id",
+        "interactive_tool_call_result",
+        "last_checkpoint_id",
+        "lease_expires_at",
+        "lease_owner",
+        "max_retries",
+        "max_steps",
+        "model",
+        "organization_id",
+        "query",
+        "status",
+        "temperature",
+        "total_duration_ms",
+        "total_steps",
+        "updated_at",
+        "usage",
+        "version",
+        "waiting_since",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        organization_id: str,
+        application_id: str,
+        expert_key: str,
+        expert: dict[str, Any],
+        model: str,
+        temperature: float,
+        max_steps: int,
+        max_retries: int,
+        created_at: float,
+        query: str | None = None,
+        files: tuple[str, ...] = (),
+        status: JobStatus = JobStatus.QUEUED,
+        updated_at: float | None = None,
+        current_step: int = 0,
+        total_steps: int = 0,
+        total_duration_ms: int = 0,
+        usage: Usage = ZERO_USAGE,
+        interactive_tool_call_result: bool | None = None,
+        version: int = 0,
+        error: dict[str, Any] | None = None,
+        lease_owner: str | None = None,
+        lease_expires_at: float | None = None,
+        waiting_since: float | None = None,
+        last_checkpoint_id: str | None = None,
+        checkpoint_seq: int = 0,
+    ) -> None:
+        self.id = id
+        self.organization_id = organization_id
+        self.application_id = application_id
+        self.expert_key = expert_key
+        self.expert = expert
+        self.query = query
+        self.files = files
+        self.model = model
+        self.temperature = temperature
+        self.max_steps = max_steps
+        self.max_retries = max_retries
+        self.status = status
+        self.created_at = created_at
+        self.updated_at = created_at if updated_at is None else updated_at
+        self.current_step = current_step
+        self.total_steps = total_steps
+        self.total_duration_ms = total_duration_ms
+        self.usage = usage
+        self.interactive_tool_call_result = interactive_tool_call_result
+        self.version = version
+        self.error = error
+        self.lease_owner = lease_owner
+        self.lease_expires_at = lease_expires_at
+        self.waiting_since = created_at if waiting_since is None else waiting_since
+        self.last_checkpoint_id = last_checkpoint_id
+        self.checkpoint_seq = checkpoint_seq
+
+    def fire(self, trigger: str) -> JobStatus:
+        """Move the job through the lifecycle (raises ``IllegalTransition`` and changes nothing)."""
+        return fire(self, trigger)
+
+    def copy(self) -> Job:
+        """A shallow copy (stores hand out copies so callers never alias their state)."""
+        clone = Job.__new__(Job)
+        for name in Job.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, status={self.status.value!r}, step={self.current_step}, v={self.version})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in Job.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The spec's ``expertJob`` object (camelCase, every required field)."""
+        body: dict[str, Any] = {
+            "type": "expertJob",
+            "id": self.id,
+            "organizationId": self.organization_id,
+            "createdAt": iso_utc(self.created_at),
+            "updatedAt": iso_utc(self.updated_at),
+            "status": self.status.value,
+            "runtimeVersion": RUNTIME_VERSION,
+            "expertKey": self.expert_key,
+            "files": list(self.files),
+            "expert": self.expert,
+            "model": self.model,
+            "temperature": self.temperature,
+            "maxSteps": self.max_steps,
+            "maxRetries": self.max_retries,
+            "currentStep": self.current_step,
+            "totalSteps": self.total_steps,
+            "totalDuration": self.total_duration_ms,
+            "usage": self.usage.to_wire(),
+            "applicationId": self.application_id,
+        }
+        if self.query is not None:
+            body["query"] = self.query
+        if self.interactive_tool_call_result is not None:
+            body["interactiveToolCallResult"] = self.interactive_tool_call_result
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A page of an application's jobs.
+
+    ``filter`` keeps jobs whose expert key contains it (case-insensitive). ``sort`` defaults to
+    ``createdAt`` and ``order`` to ``desc`` (newest first); ties break on the id.
+    """
+
+    application_id: str
+    filter: str | None = None
+    sort: Literal["createdAt", "updatedAt"] = "createdAt"
+    order: Literal["asc", "desc"] = "desc"
+    take: int = 100
+    skip: int = 0
+    statuses: frozenset[JobStatus] | None = None

@@ -1,0 +1,289 @@
+"""Wire models: the Expert Jobs API bodies, exactly as the spec states them.
+
+camelCase on the wire (aliases), snake_case in Python. Request models validate at the edge;
+responses are built by the engine from trusted data (``Job.to_wire``) and these models describe
+them (OpenAPI, tests). :func:`validation_reason` turns a pydantic error into a 422 reason that names
+every offending field path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+
+from expert_jobs.domain.expert_key import ExpertKeyStr
+from expert_jobs.domain.ids import ResourceId
+from expert_jobs.domain.models import SPEC_MODEL_IDS
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import Usage
+
+__all__ = [
+    "MAX_FILE_NAME_LENGTH",
+    "MAX_QUERY_LENGTH",
+    "ContinueJobRequest",
+    "ErrorBody",
+    "ExpertJob",
+    "ExpertJobData",
+    "ExpertJobResponse",
+    "ListJobsData",
+    "ListJobsMeta",
+    "ListJobsQuery",
+    "ListJobsResponse",
+    "ModelId",
+    "ResumeFromRequest",
+    "StartJobRequest",
+    "UpdateStatusRequest",
+    "validation_reason",
+]
+
+MAX_QUERY_LENGTH = 20_480
+MAX_FILE_NAME_LENGTH = 20_480
+
+
+def _check_model_id(value: str, info: ValidationInfo) -> str:
+    extra = (info.context or {}).get("extra_models", ())
+    if value in SPEC_MODEL_IDS or value in extra:
+        return value
+    raise ValueError(f"unknown model {value!r}; expected one of: {', '.join(SPEC_MODEL_IDS)}")
+
+
+ModelId = Annotated[
+    str,
+    AfterValidator(_check_model_id),
+    WithJsonSchema({"type": "string", "enum": list(SPEC_MODEL_IDS)}),
+]
+"""One of the spec's 22 model ids (or an id the runtime registered, passed as validation context)."""
+
+
+def _number(value: Any, *, integer: bool) -> Any:
+    """Accept a number or a numeric string; refuse booleans, blanks, NaN and infinities."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("must be a number")
+        try:
+            parsed: float | int = int(text) if integer and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise ValueError(f"must be a number, got {value!r}") from None
+        value = parsed
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if integer:
+            if not value.is_integer():
+                raise ValueError("must be a whole number")
+            value = int(value)
+    return value
+
+
+def _as_float(value: Any) -> Any:
+    return _number(value, integer=False)
+
+
+def _as_int(value: Any) -> Any:
+    return _number(value, integer=True)
+
+
+Temperature = Annotated[
+    float,
+    BeforeValidator(_as_float),
+    Field(ge=0, le=1),
+    WithJsonSchema({"type": "string", "description": "A number from 0 to 1 (a number or a numeric string)"}),
+]
+MaxSteps = Annotated[
+    int,
+    BeforeValidator(_as_int),
+    Field(ge=1),
+    WithJsonSchema({"type": "string", "description": "A whole number >= 1 (a number or a numeric string)"}),
+]
+MaxRetries = Annotated[
+    int,
+    BeforeValidator(_as_int),
+    Field(ge=0),
+    WithJsonSchema({"type": "string", "description": "A whole number >= 0 (a number or a numeric string)"}),
+]
+FileName = Annotated[str, Field(max_length=MAX_FILE_NAME_LENGTH)]
+Query = Annotated[str, Field(max_length=MAX_QUERY_LENGTH)]
+
+
+def _files(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Files = Annotated[
+    list[FileName],
+    BeforeValidator(_files),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+_REQUEST = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+_RESPONSE = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+class StartJobRequest(BaseModel):
+    """Body of ``POST /api/studio/v1/expert_jobs/``."""
+
+    model_config = _REQUEST
+
+    expert_key: ExpertKeyStr = Field(alias="expertKey", max_length=511)
+    query: Query | None = None
+    files: Files | None = None
+    temperature: Temperature | None = None
+    max_steps: MaxSteps | None = Field(None, alias="maxSteps")
+    max_retries: MaxRetries | None = Field(None, alias="maxRetries")
+    model: ModelId | None = None
+
+
+class ContinueJobRequest(BaseModel):
+    """Body of ``POST {id}/continue``: an interactive answer or a follow-up query.
+
+    With ``interactiveToolCallResult: true`` the ``query`` is the answer to a pending interactive
+    tool call (``toolCallId`` picks it; else the first pending one). Otherwise ``query`` and/or
+    ``files`` are a follow-up on a finished job.
+    """
+
+    model_config = _REQUEST
+
+    query: Query | None = None
+    files: Files | None = None
+    interactive_tool_call_result: bool | None = Field(None, alias="interactiveToolCallResult")
+    tool_call_id: str | None = Field(None, alias="toolCallId", max_length=256)
+    temperature: Temperature | None = None
+    max_steps: MaxSteps | None = Field(None, alias="maxSteps")
+    max_retries: MaxRetries | None = Field(None, alias="maxRetries")
+    model: ModelId | None = None
+
+
+class ResumeFromRequest(ContinueJobRequest):
+    """Body of ``POST {id}/resume_from``: branch a new job from any checkpoint of this one."""
+
+    checkpoint_id: ResourceId = Field(alias="checkpointId")
+
+
+class UpdateStatusRequest(BaseModel):
+    """Body of ``POST /api/studio/v1/expert_jobs/{id}`` (system)."""
+
+    model_config = _REQUEST
+
+    status: JobStatus
+
+
+class ListJobsQuery(BaseModel):
+    """Query of ``GET /api/studio/v1/expert_jobs/``."""
+
+    model_config = _REQUEST
+
+    application_id: ResourceId = Field(alias="applicationId")
+    filter: str | None = Field(None, min_length=1, max_length=256)
+    sort: Literal["createdAt", "updatedAt"] | None = None
+    order: Literal["asc", "desc"] | None = None
+    take: Annotated[int, BeforeValidator(_as_int), Field(ge=1, le=100)] = 100
+    skip: Annotated[int, BeforeValidator(_as_int), Field(ge=0)] = 0
+
+
+class ExpertJob(BaseModel):
+    """The spec's ``expertJob`` object."""
+
+    model_config = _RESPONSE
+
+    type: Literal["expertJob"]
+    id: ResourceId
+    organization_id: ResourceId = Field(alias="organizationId")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+    status: JobStatus
+    runtime_version: Literal["v1.0"] = Field(alias="runtimeVersion")
+    expert_key: ExpertKeyStr = Field(alias="expertKey")
+    query: str | None = None
+    files: list[str]
+    interactive_tool_call_result: bool | None = Field(None, alias="interactiveToolCallResult")
+    expert: dict[str, Any]
+    model: ModelId
+    temperature: float
+    max_steps: int = Field(alias="maxSteps")
+    max_retries: int = Field(alias="maxRetries")
+    current_step: int = Field(alias="currentStep")
+    total_steps: int = Field(alias="totalSteps")
+    total_duration: int = Field(alias="totalDuration")
+    usage: Usage
+    application_id: ResourceId = Field(alias="applicationId")
+
+
+class ExpertJobData(BaseModel):
+    """``data`` of a single-job response."""
+
+    model_config = _RESPONSE
+
+    expert_job: ExpertJob = Field(alias="expertJob")
+
+
+class ExpertJobResponse(BaseModel):
+    """``{"data": {"expertJob": ...}}``."""
+
+    model_config = _RESPONSE
+
+    data: ExpertJobData
+
+
+class ListJobsData(BaseModel):
+    """``data`` of the list response."""
+
+    model_config = _RESPONSE
+
+    expert_jobs: list[ExpertJob] = Field(alias="expertJobs")
+
+
+class ListJobsMeta(BaseModel):
+    """Paging of the list response."""
+
+    model_config = _RESPONSE
+
+    total: int
+    take: int
+    skip: int
+
+
+class ListJobsResponse(BaseModel):
+    """``{"data": {"expertJobs": [...]}, "meta": {"total", "take", "skip"}}``."""
+
+    model_config = _RESPONSE
+
+    data: ListJobsData
+    meta: ListJobsMeta
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"code", "error", "reason"}``."""
+
+    model_config = _RESPONSE
+
+    code: int
+    error: str
+    reason: Any
+
+
+def validation_reason(exc: ValidationError, location: str = "body") -> str:
+    """A 422 reason naming each offending field path, e.g. ``body.maxSteps: must be >= 1``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = location
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        problems.append(f"{path}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,672 @@
+"""The step loop: drives one claimed job through its runs until it stops, pauses or is let go.
+
+One :class:`JobRunner` per claimed job. It keeps the run states in memory, writes a checkpoint at
+every step end and every stop (atomically with the job's status and counters), and emits events.
+The semantics are DESIGN.md's "Step loop semantics"; the module's tests pin each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
+from expert_jobs.domain.errors import ExpertJobsError, ProviderError, StaleJobVersion
+from expert_jobs.domain.events import EventKind, JobEvent
+from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
+from expert_jobs.domain.ids import derived_id
+from expert_jobs.domain.job import Job
+from expert_jobs.domain.lifecycle import fire
+from expert_jobs.domain.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolResult,
+    ToolResultsMessage,
+    UserMessage,
+)
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import ZERO_USAGE, Usage
+from expert_jobs.engine.files import user_message
+from expert_jobs.ports.provider import GenerationRequest, GenerationResponse, Provider, ToolDeclaration
+
+if TYPE_CHECKING:
+    from expert_jobs.engine.runtime import Runtime
+    from expert_jobs.engine.tools import Tool
+
+__all__ = ["JobRunner", "root_run_id"]
+
+_log = logging.getLogger("expert_jobs.engine")
+
+S = JobStatus
+_PROCESSING = S.PROCESSING
+_DELEGATING = S.REQUEST_DELEGATE_RESULT
+_DELEGATE_PARAMS = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "description": "What the delegate expert should do"}},
+    "required": ["query"],
+}
+
+
+def root_run_id(job_id: str) -> str:
+    """The id of a job's root run (stable, so a restarted worker finds it)."""
+    return derived_id(job_id, "root")
+
+
+class _Canceled(Exception):
+    """The job was asked to cancel; unwind to the runner's top."""
+
+
+class _LeaseLost(Exception):
+    """Another party moved the job (its lease or status); abandon without writing."""
+
+
+class _Stop(Exception):
+    """A job-wide stop (maxSteps reached) raised from any run."""
+
+    def __init__(self, trigger: str, reason: str) -> None:
+        self.trigger = trigger
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _RunFailed(Exception):
+    """A run's generation failed for good."""
+
+    def __init__(self, error: ProviderError, reason: str) -> None:
+        self.error = error
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _Paused(Exception):
+    """The root run paused for interactive tool results."""
+
+
+class _Run:
+    """One expert's pass inside the job (the root run or a delegate's child run)."""
+
+    __slots__ = (
+        "delegations",
+        "error",
+        "expert",
+        "final_text",
+        "id",
+        "interactive",
+        "is_root",
+        "messages",
+        "parent_call_id",
+        "parent_id",
+        "partial",
+        "pending",
+        "retry_count",
+        "saved_count",
+        "state",
+        "tools",
+        "unsaved",
+        "usage",
+    )
+
+    def __init__(self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None):
+        self.id = run_id
+        self.expert = expert
+        self.parent_id = parent_id
+        self.parent_call_id = parent_call_id
+        self.is_root = parent_id is None
+        self.messages: list[Message] = []
+        self.saved_count = 0
+        self.usage: Usage = ZERO_USAGE
+        self.unsaved: Usage = ZERO_USAGE
+        self.retry_count = 0
+        self.pending: tuple[ToolCall, ...] = ()
+        self.partial: tuple[ToolResult, ...] = ()
+        self.delegations: tuple[Delegation, ...] = ()
+        self.state: RunState = "running"
+        self.final_text = ""
+        self.error: dict[str, Any] | None = None
+        self.tools: tuple[ToolDeclaration, ...] = ()
+        self.interactive: frozenset[str] = frozenset()
+
+
+class JobRunner:
+    """Runs one claimed job until it completes, pauses, fails, exceeds its steps, is canceled, or
+    is let go (shutdown, lost lease). Use :meth:`run`; cancel with :meth:`request_cancel`."""
+
+    def __init__(self, runtime: Runtime, job: Job, worker_id: str) -> None:
+        self._rt = runtime
+        self._store = runtime.store
+        self._clock = runtime.clock
+        self._bus = runtime.events
+        self._settings = runtime.settings
+        self.job = job
+        self.worker_id = worker_id
+        self.cancel_requested = False
+        self.task: asyncio.Task[Job] | None = None
+        self._lock = asyncio.Lock()
+        self._in_write = False
+        self._runs: dict[str, _Run] = {}
+        self._root: _Run | None = None
+        self._events: list[JobEvent] = []
+        self._mark = self._clock.monotonic()
+        self._elapsed_ms = float(job.total_duration_ms)
+        self._provider: Provider | None = None
+        self._timeout = self._settings.generation_timeout
+
+    # ------------------------------------------------------------------ control
+
+    def request_cancel(self) -> None:
+        """Ask the job to stop: the flag is checked before every model call and tool batch, and the
+        in-flight call is abandoned (the task is cancelled unless it is writing a checkpoint)."""
+        self.cancel_requested = True
+        if self.task is not None and not self._in_write and not self.task.done():
+            self.task.cancel("expert-jobs: job canceled")
+
+    # ------------------------------------------------------------------ top level
+
+    async def run(self) -> Job:
+        """Drive the job; returns the job as last saved."""
+        self.task = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            try:
+                if self.cancel_requested:
+                    raise _Canceled
+                await self._start()
+                root = await self._load_root()
+                await self._drive(root)
+                await self._finish_root(root, "complete", "completed")
+            except _Paused:
+                pass
+            except _Stop as stop:
+                await self._stop_job(stop.trigger, stop.reason)
+            except _RunFailed as failed:
+                await self._stop_job("fail", failed.reason, failed.error.to_data())
+        except (_Canceled, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not self.cancel_requested:
+                await self._let_go()
+                raise
+            self._uncancel()
+            await self._finish_cancel()
+        except _LeaseLost:
+            _log.info("job %s: moved by someone else; worker %s lets it go", self.job.id, self.worker_id)
+        except ExpertJobsError as exc:
+            # A configuration problem discovered while running (unknown expert, file refused...).
+            await self._stop_job("fail", str(exc), exc.to_data())
+        finally:
+            await self._store.release(self.job.id, self.worker_id)
+        return self.job
+
+    def _uncancel(self) -> None:
+        task = self.task
+        if task is not None:
+            while task.cancelling():
+                task.uncancel()
+
+    async def _start(self) -> None:
+        job = self.job
+        if job.status is S.CANCELING:
+            raise _Canceled
+        self._provider = self._rt.provider_for(job)
+        if job.status is S.QUEUED:
+            await self._write(None, "start", "start")
+
+    async def _load_root(self) -> _Run:
+        job = self.job
+        latest = await self._store.latest_checkpoints(job.id)
+        root_id = root_run_id(job.id)
+        checkpoint = latest.get(root_id)
+        expert = self._rt.resolve_expert(job.expert_key)
+        root = self._new_run(root_id, expert, None, None)
+        if checkpoint is None:
+            message = await user_message(job.query, job.files, job.application_id, self._rt.workspace)
+            root.messages.append(message)
+            return root
+        await self._restore(root, checkpoint)
+        return root
+
+    async def _restore(self, run: _Run, checkpoint: Checkpoint) -> None:
+        run.messages = await self._store.load_history(self.job.id, run.id)
+        run.saved_count = len(run.messages)
+        run.usage = checkpoint.run_usage
+        run.retry_count = checkpoint.retry_count
+        run.pending = checkpoint.pending_calls
+        run.partial = checkpoint.partial_results
+        run.delegations = checkpoint.delegations
+        run.state = checkpoint.run_state
+        run.error = checkpoint.error
+        if run.messages and type(run.messages[-1]) is AssistantMessage:
+            run.final_text = run.messages[-1].text
+
+    def _new_run(
+        self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
+    ) -> _Run:
+        run = _Run(run_id, expert, parent_id, parent_call_id)
+        declarations: list[ToolDeclaration] = [self._rt.tool(name).declaration for name in expert.tools]
+        if run.is_root:
+            declarations.extend(
+                ToolDeclaration(t.name, t.description, t.input_schema) for t in expert.interactive_tools
+            )
+            run.interactive = frozenset(t.name for t in expert.interactive_tools)
+        for key in expert.delegates:
+            delegate = self._rt.resolve_expert(key)
+            description = delegate.description or f"Delegate a task to the expert {delegate.key}."
+            declarations.append(ToolDeclaration(delegate_tool_name(key), description, _DELEGATE_PARAMS))
+        run.tools = tuple(declarations)
+        self._runs[run_id] = run
+        if run.is_root:
+            self._root = run
+        return run
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _drive(self, run: _Run) -> None:
+        """Run ``run`` until its model answers without tool calls (or a stop is raised)."""
+        job = self.job
+        if run.state in ("waitingDelegates", "waitingInteractive") and run.pending:
+            await self._settle_pending(run)
+        while True:
+            if job.total_steps >= job.max_steps:
+                raise _Stop("exceed_max_steps", f"step {job.total_steps} reached maxSteps={job.max_steps}")
+            response = await self._generate(run)
+            assistant = AssistantMessage(response.parts, response.provider, response.model)
+            run.messages.append(assistant)
+            calls = assistant.tool_calls
+            if not calls:
+                run.final_text = assistant.text
+                run.state = "completed"
+                if run.is_root:
+                    return  # the final checkpoint is written with the "complete" transition
+                await self._write(run, None, "step", new_step=True)
+                return
+            if self.cancel_requested:
+                raise _Canceled
+            await self._tool_batch(run, calls)
+
+    async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
+        rt = self._rt
+        results: dict[str, ToolResult] = {}
+        ordinary: list[tuple[ToolCall, Tool]] = []
+        waiting: list[ToolCall] = []
+        delegate_names = {delegate_tool_name(k): k for k in run.expert.delegates}
+        for call in calls:
+            if call.name in run.expert.tools:
+                ordinary.append((call, rt.tool(call.name)))
+            elif call.name in delegate_names or call.name in run.interactive:
+                waiting.append(call)
+            else:
+                results[call.id] = ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", True)
+        if ordinary:
+            self._emit_calls(run, ordinary)
+            if len(ordinary) == 1:
+                call, tool = ordinary[0]
+                content, is_error = await tool.call(call.arguments)
+                results[call.id] = ToolResult(call.id, call.name, content, is_error)
+            else:
+                outcomes = await asyncio.gather(*(tool.call(call.arguments) for call, tool in ordinary))
+                for (call, _), (content, is_error) in zip(ordinary, outcomes, strict=True):
+                    results[call.id] = ToolResult(call.id, call.name, content, is_error)
+        if not waiting:
+            run.messages.append(ToolResultsMessage(tuple(results[c.id] for c in calls)))
+            await self._write(run, None, "step", new_step=True)
+            return
+        run.pending = tuple(waiting)
+        run.partial = tuple(results[c.id] for c in calls if c.id in results)
+        delegations = tuple(
+            Delegation(c.id, derived_id(run.id, c.id), delegate_names[c.name], str(c.arguments.get("query", "")))
+            for c in waiting
+            if c.name in delegate_names
+        )
+        if delegations:
+            run.delegations = delegations
+            run.state = "waitingDelegates"
+            trigger = "request_delegate_result" if self.job.status is _PROCESSING else None
+            await self._write(run, trigger, "step", new_step=True)
+        else:
+            run.state = "waitingInteractive"
+            await self._write(run, "request_interactive_tool_result", "pause", new_step=True)
+            await self._store.release(self.job.id, self.worker_id)
+            raise _Paused
+        await self._settle_pending(run)
+
+    async def _settle_pending(self, run: _Run) -> None:
+        """Run the pending delegations; then pause for interactive calls or close the tool batch."""
+        if run.state == "waitingInteractive":
+            # Restored while still waiting for a person: nothing to do but wait.
+            if run.is_root and self.job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
+                await self._write(run, "request_interactive_tool_result", "pause")
+            raise _Paused
+        if run.delegations:
+            await self._run_delegations(run)
+        interactive = tuple(c for c in run.pending if c.name in run.interactive)
+        run.pending = interactive
+        run.delegations = ()
+        if interactive:
+            run.state = "waitingInteractive"
+            self._back_to_processing(run)
+            await self._write(run, "request_interactive_tool_result", "pause")
+            await self._store.release(self.job.id, self.worker_id)
+            raise _Paused
+        self._close_batch(run)
+        self._back_to_processing(run)
+        await self._write(run, None, "resume")
+
+    def _back_to_processing(self, run: _Run) -> None:
+        """When the root's delegates are done, the job resumes (requestDelegateResult -> queued ->
+        processing) while the worker still holds it."""
+        if run.is_root and self.job.status is _DELEGATING:
+            self._transition("resume", run)
+            self._transition("start", run)
+
+    def _close_batch(self, run: _Run) -> None:
+        last = run.messages[-1]
+        assert type(last) is AssistantMessage
+        by_id = {r.call_id: r for r in run.partial}
+        run.messages.append(ToolResultsMessage(tuple(by_id[c.id] for c in last.tool_calls)))
+        run.partial = ()
+        run.pending = ()
+        run.state = "running"
+
+    async def _run_delegations(self, run: _Run) -> None:
+        done = {r.call_id for r in run.partial}
+        todo = [d for d in run.delegations if d.call_id not in done]
+        if not todo:
+            return
+        latest = await self._store.latest_checkpoints(self.job.id)
+        if len(todo) == 1:
+            outcomes = [await self._child(run, todo[0], latest.get(todo[0].run_id))]
+        else:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._child(run, d, latest.get(d.run_id))) for d in todo]
+            outcomes = [t.result() for t in tasks]
+        run.partial = run.partial + tuple(outcomes)
+
+    async def _child(self, parent: _Run, delegation: Delegation, checkpoint: Checkpoint | None) -> ToolResult:
+        expert = self._rt.resolve_expert(delegation.expert_key)
+        child = self._new_run(delegation.run_id, expert, parent.id, delegation.call_id)
+        name = delegate_tool_name(delegation.expert_key)
+        if checkpoint is not None:
+            await self._restore(child, checkpoint)
+        else:
+            child.messages.append(UserMessage.text(delegation.query))
+        if child.state == "completed":
+            return ToolResult(delegation.call_id, name, child.final_text)
+        if child.state == "failed":
+            return ToolResult(delegation.call_id, name, _failure_text(expert.key, child.error), True)
+        try:
+            await self._drive(child)
+        except _RunFailed as failed:
+            child.state = "failed"
+            child.error = failed.error.to_data() | {"message": failed.reason}
+            await self._write(child, None, "stop")
+            return ToolResult(delegation.call_id, name, _failure_text(expert.key, child.error), True)
+        return ToolResult(delegation.call_id, name, child.final_text)
+
+    # ------------------------------------------------------------------ generation with retries
+
+    async def _generate(self, run: _Run) -> GenerationResponse:
+        job = self.job
+        provider = self._provider
+        assert provider is not None
+        settings = self._settings
+        request = GenerationRequest(
+            job.model,
+            run.expert.instruction,
+            run.messages,
+            run.tools,
+            job.temperature,
+            settings.max_output_tokens,
+            settings.reasoning,
+            self._timeout,
+            run.id,
+            run.expert.key,
+        )
+        while True:
+            if self.cancel_requested:
+                raise _Canceled
+            try:
+                async with asyncio.timeout(self._timeout):
+                    response = await provider.generate(request)
+                if not response.parts:
+                    raise ProviderError("the model returned no output", kind="empty_output",
+                                        usage=response.usage, provider=response.provider)
+            except TimeoutError:
+                error = ProviderError(f"generation timed out after {self._timeout:g} s", kind="timeout")
+            except ProviderError as exc:
+                error = exc
+            else:
+                run.retry_count = 0
+                run.unsaved = run.unsaved + response.usage
+                return response
+            if isinstance(error.usage, Usage):
+                run.unsaved = run.unsaved + error.usage
+            if not error.retryable:
+                raise _RunFailed(error, f"{error.kind} error from {error.provider or 'provider'}: {error}")
+            run.retry_count += 1
+            if run.retry_count > job.max_retries:
+                raise _RunFailed(
+                    error,
+                    f"{run.retry_count} consecutive failed attempts exhausted maxRetries={job.max_retries}: "
+                    f"{error}",
+                )
+            self._emit(run, "retry", {"attempt": run.retry_count, "error": error.to_data()})
+            await self._clock.sleep(self._backoff(run.retry_count, error.retry_after))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        settings = self._settings
+        delay = min(settings.backoff_max, settings.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, settings.retry_after_max))
+        return delay
+
+    # ------------------------------------------------------------------ stops
+
+    async def _finish_root(self, root: _Run, trigger: str, state: RunState) -> None:
+        root.state = state
+        await self._write(root, trigger, "stop", new_step=True)
+
+    async def _stop_job(self, trigger: str, reason: str, error: dict[str, Any] | None = None) -> None:
+        """Exceeded or failed: answer every open call of the root, then write the final checkpoint."""
+        job = self.job
+        if job.status is _DELEGATING:
+            self._transition("resume", None)
+        if job.status is S.QUEUED:
+            self._transition("start", None)
+        root = self._root or self._bare_root()
+        if root.pending:
+            answered = {r.call_id for r in root.partial}
+            root.partial = root.partial + tuple(
+                ToolResult(c.id, c.name, f"Not run: the job stopped ({reason})", True)
+                for c in root.pending
+                if c.id not in answered
+            )
+            self._close_batch(root)
+        root.delegations = ()
+        root.state = "exceededMaxSteps" if trigger == "exceed_max_steps" else "failed"
+        root.error = (error or {}) | {"message": reason}
+        job.error = root.error
+        await self._write(root, trigger, "stop", absorb_all=True)
+
+    def _bare_root(self) -> _Run:
+        """A root run handle for a stop checkpoint when the root was never loaded."""
+        run = _Run(root_run_id(self.job.id), _NO_EXPERT, None, None)
+        self._runs[run.id] = run
+        return run
+
+    def _discard_unsaved(self) -> _Run:
+        """The root with the messages of the abandoned step dropped (its calls have no results)."""
+        root = self._root or self._bare_root()
+        del root.messages[root.saved_count :]
+        return root
+
+    async def _finish_cancel(self) -> None:
+        fresh = await self._store.get(self.job.id)
+        if fresh is None:
+            return
+        self.job = fresh
+        if fresh.status not in (S.CANCELING, S.QUEUED, _PROCESSING, _DELEGATING, S.REQUEST_INTERACTIVE_TOOL_RESULT):
+            return
+        if fresh.status is not S.CANCELING:
+            self._transition("cancel", None)
+        root = self._discard_unsaved()
+        root.state = "canceled"
+        await self._write(root, "finish_cancel", "stop", absorb_all=True, force=True)
+
+    async def _let_go(self) -> None:
+        """Shutdown: hand the job back to the queue with what the step in flight spent."""
+        fresh = await self._store.get(self.job.id)
+        if fresh is None or fresh.lease_owner != self.worker_id:
+            return
+        self.job = fresh
+        trigger = {_PROCESSING: "requeue", _DELEGATING: "resume"}.get(fresh.status)
+        if trigger is None:
+            return
+        root = self._discard_unsaved()
+        try:
+            await self._write(root, trigger, "stop", absorb_all=True, force=True)
+        except (_LeaseLost, _Canceled):
+            pass
+
+    # ------------------------------------------------------------------ writing
+
+    def _transition(self, trigger: str, run: _Run | None) -> None:
+        job = self.job
+        before = job.status
+        fire(job, trigger, job_id=job.id)
+        status = job.status
+        if status is S.QUEUED or status is S.REQUEST_INTERACTIVE_TOOL_RESULT or status is _DELEGATING:
+            job.waiting_since = self._clock.now()
+        if self._bus.active:
+            self._events.append(
+                JobEvent("transition", job.id, run.id if run else None, job.expert_key, job.current_step,
+                         self._clock.now(), status, before, trigger)
+            )
+
+    async def _write(
+        self,
+        run: _Run | None,
+        trigger: str | None,
+        kind: CheckpointKind,
+        *,
+        new_step: bool = False,
+        absorb_all: bool = False,
+        force: bool = False,
+    ) -> None:
+        """Apply ``trigger`` and save the job atomically with a checkpoint of ``run`` (if any).
+
+        The checkpoint's ``step_usage`` is all usage the run reported since its last checkpoint
+        (every run's, with ``absorb_all``). A lost race (``StaleJobVersion``) means someone else
+        moved the job: a cancel request unwinds as a cancellation, anything else as a lost lease.
+        """
+        async with self._lock:
+            job = self.job
+            expected = job.version
+            now_mono = self._clock.monotonic()
+            self._elapsed_ms += (now_mono - self._mark) * 1000.0
+            self._mark = now_mono
+            job.total_duration_ms = int(self._elapsed_ms)
+            if new_step:
+                job.total_steps += 1
+                job.current_step = job.total_steps
+            absorbed: list[_Run] = list(self._runs.values()) if absorb_all else [run] if run is not None else []
+            step_usage = ZERO_USAGE
+            for each in absorbed:
+                if each.unsaved is not ZERO_USAGE:
+                    step_usage = step_usage + each.unsaved
+                    each.usage = each.usage + each.unsaved
+            if step_usage is not ZERO_USAGE:
+                job.usage = job.usage + step_usage
+            if trigger is not None:
+                self._transition(trigger, run)
+            job.updated_at = self._clock.now()
+            checkpoint = None
+            if run is not None:
+                seq = job.checkpoint_seq + 1
+                messages = run.messages
+                checkpoint = Checkpoint(
+                    derived_id(job.id, seq),
+                    job.id,
+                    run.id,
+                    seq,
+                    job.current_step,
+                    kind,
+                    job.status,
+                    run.state,
+                    run.expert.key,
+                    job.updated_at,
+                    tuple(messages[run.saved_count :]),
+                    len(messages),
+                    job.usage,
+                    run.usage,
+                    step_usage,
+                    job.total_steps,
+                    job.total_duration_ms,
+                    run.retry_count,
+                    run.parent_id,
+                    run.parent_call_id,
+                    run.pending,
+                    run.partial,
+                    run.delegations,
+                    run.error,
+                )
+                job.checkpoint_seq = seq
+                job.last_checkpoint_id = checkpoint.id
+            self._in_write = True
+            try:
+                await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
+            except StaleJobVersion:
+                self._events.clear()
+                await self._lost_race(force)
+            finally:
+                self._in_write = False
+            for each in absorbed:
+                each.unsaved = ZERO_USAGE
+            if run is not None:
+                run.saved_count = len(run.messages)
+            if self._bus.active:
+                self._publish_written(run, checkpoint, kind, new_step, step_usage)
+        if self.cancel_requested and not force:
+            raise _Canceled
+
+    def _publish_written(
+        self, run: _Run | None, checkpoint: Checkpoint | None, kind: str, new_step: bool, step_usage: Usage
+    ) -> None:
+        events, self._events = self._events, []
+        if new_step:
+            self._emit(run, "step", {"usage": step_usage.to_wire()})
+        if checkpoint is not None:
+            self._emit(run, "checkpoint", {"checkpointId": checkpoint.id, "kind": kind})
+        for event in events:
+            self._bus.publish(event)
+
+    async def _lost_race(self, force: bool) -> None:
+        fresh = await self._store.get(self.job.id)
+        if fresh is not None and fresh.status is S.CANCELING and not force:
+            self.cancel_requested = True
+            raise _Canceled
+        raise _LeaseLost(self.job.id)
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, run: _Run | None, kind: EventKind, detail: dict[str, Any]) -> None:
+        if not self._bus.active:
+            return
+        job = self.job
+        self._bus.publish(
+            JobEvent(kind, job.id, run.id if run else None, job.expert_key, job.current_step, self._clock.now(),
+                     job.status, detail=detail)
+        )
+
+    def _emit_calls(self, run: _Run, calls: Sequence[tuple[ToolCall, Tool]]) -> None:
+        if self._bus.active:
+            for call, _ in calls:
+                self._emit(run, "toolCall", {"id": call.id, "name": call.name})
+
+
+def _failure_text(key: str, error: dict[str, Any] | None) -> str:
+    message = (error or {}).get("message", "unknown error")
+    return f"Delegate {key} failed: {message}"
+
+
+_NO_EXPERT = ExpertDefinition(key="expert-jobs-internal", instruction="-")

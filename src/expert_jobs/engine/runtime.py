@@ -1,0 +1,461 @@
+"""The runtime: experts, tools, a store, providers and a clock, with the operations on jobs
+(submit, run, continue, cancel, status updates) that every transport and the worker build on."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
+from expert_jobs.domain.errors import CannotContinue, IllegalTransition, JobNotFound, UnknownExpert, UsageError
+from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec
+from expert_jobs.domain.ids import derived_id, new_id
+from expert_jobs.domain.job import Job
+from expert_jobs.domain.lifecycle import allowed_triggers, fire, trigger_for
+from expert_jobs.domain.messages import AssistantMessage, Message, ToolResult, ToolResultsMessage
+from expert_jobs.domain.models import ModelCatalogue
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import ZERO_USAGE
+from expert_jobs.engine.events import EventBus
+from expert_jobs.engine.files import Workspace, user_message
+from expert_jobs.engine.runner import JobRunner, root_run_id
+from expert_jobs.engine.settings import RuntimeSettings
+from expert_jobs.engine.tools import Tool
+from expert_jobs.ports.clock import Clock, SystemClock
+from expert_jobs.ports.provider import Provider, ProviderResolver
+from expert_jobs.ports.store import JobStore
+
+__all__ = ["Runtime"]
+
+S = JobStatus
+_FOLLOW_UP_FROM = frozenset({S.COMPLETED, S.EXCEEDED_MAX_STEPS, S.FAILED})
+
+
+class Runtime:
+    """Everything a job needs to run, and the operations on jobs.
+
+    ``providers`` is one :class:`Provider` serving every model (a scripted one, say) or a
+    :class:`ProviderResolver` (``expert_jobs.providers.registry.ProviderRegistry``) choosing per
+    model and application. ``store`` defaults to a fresh ``MemoryStore``.
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Provider | ProviderResolver,
+        store: JobStore | None = None,
+        experts: Iterable[ExpertDefinition] = (),
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        settings: RuntimeSettings | None = None,
+        clock: Clock | None = None,
+        workspace: Workspace | str | None = None,
+        models: ModelCatalogue | None = None,
+    ) -> None:
+        if store is None:
+            from expert_jobs.stores.memory import MemoryStore
+
+            store = MemoryStore()
+        self.store: JobStore = store
+        self.providers = providers
+        self.settings = settings or RuntimeSettings()
+        self.clock: Clock = clock or SystemClock()
+        self.events = EventBus()
+        self.models = models or ModelCatalogue()
+        self.workspace = Workspace(workspace) if isinstance(workspace, str) else workspace
+        self.experts = ExpertRegistry()
+        self._tools: dict[str, Tool] = {}
+        self._active: dict[str, JobRunner] = {}
+        self._wakeups: list[asyncio.Event] = []
+        for each in tools:
+            self.add_tool(each)
+        for expert in experts:
+            self.add_expert(expert)
+
+    # ------------------------------------------------------------------ registration
+
+    def add_tool(self, fn: Tool | Callable[..., Any], *, name: str | None = None) -> Tool:
+        """Register a tool (a :class:`Tool` or a function, described from its hints and docstring)."""
+        made = fn if isinstance(fn, Tool) else Tool.from_function(fn, name=name)
+        self._tools[made.name] = made
+        return made
+
+    def add_expert(
+        self,
+        key: str | ExpertDefinition,
+        instruction: str | None = None,
+        *,
+        tools: Sequence[Tool | Callable[..., Any] | str] = (),
+        interactive_tools: Sequence[InteractiveToolSpec | Mapping[str, Any]] = (),
+        delegates: Sequence[str] = (),
+        description: str = "",
+        tags: Sequence[str] = (),
+    ) -> ExpertDefinition:
+        """Register an expert. Tools given as functions or :class:`Tool` are registered too."""
+        if isinstance(key, ExpertDefinition):
+            expert = key
+        else:
+            if instruction is None:
+                raise UsageError(f"expert {key!r} needs an instruction")
+            names = []
+            for each in tools:
+                names.append(each if isinstance(each, str) else self.add_tool(each).name)
+            expert = ExpertDefinition(
+                key=key,
+                instruction=instruction,
+                description=description,
+                tags=tuple(tags),
+                tools=tuple(names),
+                interactive_tools=tuple(
+                    t if isinstance(t, InteractiveToolSpec) else InteractiveToolSpec.model_validate(t)
+                    for t in interactive_tools
+                ),
+                delegates=tuple(delegates),
+            )
+        self.experts.add(expert)
+        return expert
+
+    def tool(self, name: str) -> Tool:
+        """The registered tool ``name``."""
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UsageError(f"no tool named {name!r} is registered with the runtime") from None
+
+    def resolve_expert(self, key: str) -> ExpertDefinition:
+        """The expert ``key`` names, or :class:`UnknownExpert`."""
+        expert = self.experts.get(key)
+        if expert is None:
+            raise UnknownExpert(key)
+        return expert
+
+    def provider_for(self, job: Job) -> Provider:
+        """The provider that serves the job's model for the job's application."""
+        providers = self.providers
+        if isinstance(providers, ProviderResolver):
+            return providers.resolve(job.model, application_id=job.application_id)
+        return providers
+
+    def check_ready(self, expert: ExpertDefinition) -> None:
+        """Refuse an expert whose tools or delegates are not registered (before a job is written)."""
+        for name in expert.tools:
+            self.tool(name)
+        for key in expert.delegates:
+            self.resolve_expert(key)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def submit(
+        self,
+        expert_key: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_steps: int | None = None,
+        max_retries: int | None = None,
+        application_id: str | None = None,
+        organization_id: str | None = None,
+    ) -> Job:
+        """Write a new queued job (validated first: nothing is written for bad input)."""
+        settings = self.settings
+        expert = self.resolve_expert(expert_key)
+        self.check_ready(expert)
+        if not query and not files:
+            raise UsageError("Query or files are required")
+        model_id = model or settings.default_model
+        info = self.models.get_info(model_id)
+        temperature = settings.default_temperature if temperature is None else temperature
+        max_steps = settings.default_max_steps if max_steps is None else max_steps
+        max_retries = settings.default_max_retries if max_retries is None else max_retries
+        if not 0 <= temperature <= 1:
+            raise UsageError(f"temperature must be between 0 and 1, got {temperature}")
+        if max_steps < 1:
+            raise UsageError(f"maxSteps must be >= 1, got {max_steps}")
+        if max_retries < 0:
+            raise UsageError(f"maxRetries must be >= 0, got {max_retries}")
+        app = application_id or settings.application_id
+        if files:
+            if self.workspace is None:
+                raise UsageError("files were given but the runtime has no workspace")
+            self.workspace.check(app, tuple(files), info.provider)
+        now = self.clock.now()
+        job = Job(
+            id=new_id(),
+            organization_id=organization_id or settings.organization_id,
+            application_id=app,
+            expert_key=expert_key,
+            expert=expert.digest(),
+            query=query,
+            files=tuple(files),
+            model=model_id,
+            temperature=float(temperature),
+            max_steps=int(max_steps),
+            max_retries=int(max_retries),
+            created_at=now,
+        )
+        await self.store.create(job)
+        self._wake()
+        return job
+
+    async def run(self, expert_key: str, query: str | None = None, files: Sequence[str] = (), **options: Any) -> Job:
+        """Submit a job and run it here until it completes, pauses, fails or stops."""
+        job = await self.submit(expert_key, query, files, **options)
+        return await self.drive(job.id)
+
+    async def drive(self, job_id: str, *, worker_id: str = "inline") -> Job:
+        """Run the queued job ``job_id`` here (claiming it) until it stops or pauses."""
+        claimed = await self.store.claim(
+            worker_id, now=self.clock.now(), lease_seconds=self.settings.lease_seconds, job_id=job_id
+        )
+        if claimed is None:
+            job = await self.get(job_id)
+            raise CannotContinue(job_id, job.status, "the job is not queued or another worker holds it")
+        return await self.execute(claimed, worker_id)
+
+    async def execute(self, job: Job, worker_id: str) -> Job:
+        """Run a job this worker has claimed (used by :class:`Worker` and :meth:`drive`)."""
+        runner = JobRunner(self, job, worker_id)
+        self._active[job.id] = runner
+        try:
+            return await runner.run()
+        finally:
+            if self._active.get(job.id) is runner:
+                del self._active[job.id]
+
+    async def get(self, job_id: str) -> Job:
+        """The job, or :class:`JobNotFound`."""
+        job = await self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def continue_job(
+        self,
+        job_id: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        interactive: bool = False,
+        tool_call_id: str | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_steps: int | None = None,
+        max_retries: int | None = None,
+    ) -> Job:
+        """Answer a pending interactive call (``interactive=True``; ``query`` is the answer) or
+        follow up a completed / exceededMaxSteps / failed job with a new query on its history.
+
+        The job goes back to ``queued`` (once every pending interactive call is answered); a worker
+        or :meth:`drive` runs it on. Raises :class:`CannotContinue` for any other status.
+        """
+        job = await self.get(job_id)
+        latest = await self.store.latest_checkpoints(job_id)
+        root = latest.get(root_run_id(job_id))
+        if interactive:
+            if job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
+                raise CannotContinue(job_id, job.status)
+            if root is None or not root.pending_calls:
+                raise CannotContinue(job_id, job.status, "No checkpoint found")
+            call = next((c for c in root.pending_calls if tool_call_id in (None, c.id)), None)
+            if call is None:
+                raise CannotContinue(job_id, job.status, f"no pending tool call {tool_call_id!r}")
+            answered = (*root.partial_results, ToolResult(call.id, call.name, query or ""))
+            remaining = tuple(c for c in root.pending_calls if c.id != call.id)
+            trigger: str | None = None
+            new_messages: tuple[Message, ...] = ()
+            state: RunState = "waitingInteractive"
+            if not remaining:
+                history = await self.store.load_history(job_id, root.run_id)
+                last = history[-1]
+                assert type(last) is AssistantMessage
+                by_id = {r.call_id: r for r in answered}
+                new_messages = (ToolResultsMessage(tuple(by_id[c.id] for c in last.tool_calls)),)
+                answered, trigger, state = (), "resume", "running"
+            checkpoint_fields: dict[str, Any] = {"pending_calls": remaining, "partial_results": answered}
+        else:
+            if job.status not in _FOLLOW_UP_FROM:
+                raise CannotContinue(job_id, job.status)
+            if root is None:
+                raise CannotContinue(job_id, job.status, "No checkpoint found")
+            if not query and not files:
+                raise UsageError("Query or files are required")
+            if files:
+                if self.workspace is None:
+                    raise UsageError("files were given but the runtime has no workspace")
+                self.workspace.check(job.application_id, tuple(files), self.models.get_info(model or job.model).provider)
+            new_messages = (await user_message(query, tuple(files), job.application_id, self.workspace),)
+            trigger, state = "follow_up", "running"
+            checkpoint_fields = {"pending_calls": (), "partial_results": (), "delegations": (), "error": None}
+            job.error = None
+        self._apply_overrides(job, model, temperature, max_steps, max_retries)
+        job.interactive_tool_call_result = interactive
+        await self._write_external(job, root, trigger, "resume", state, new_messages, **checkpoint_fields)
+        self._wake()
+        return job
+
+    def _apply_overrides(
+        self, job: Job, model: str | None, temperature: float | None, max_steps: int | None, max_retries: int | None
+    ) -> None:
+        if model is not None:
+            self.models.get_info(model)
+            job.model = model
+        if temperature is not None:
+            job.temperature = float(temperature)
+        if max_steps is not None:
+            job.max_steps = int(max_steps)
+        if max_retries is not None:
+            job.max_retries = int(max_retries)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job. A job no worker holds is ``canceled`` at once (with a final checkpoint);
+        a running one goes ``canceling`` and its worker stops it promptly."""
+        job = await self.get(job_id)
+        runner = self._active.get(job_id)
+        held = runner is not None or (
+            job.lease_owner is not None and (job.lease_expires_at or 0) > self.clock.now()
+        )
+        if job.status is S.CANCELING:
+            if runner is not None:
+                runner.request_cancel()
+                return job
+            if held:
+                return job
+            return await self.apply_trigger(job, "finish_cancel")
+        fire(job, "cancel")
+        if held:
+            await self.store.save(job, expected_version=job.version)
+            if runner is not None:
+                runner.request_cancel()
+            return job
+        return await self.apply_trigger(job, "finish_cancel")
+
+    async def update_status(self, job_id: str, status: JobStatus | str) -> Job:
+        """The system status update: apply the lifecycle edge from the job's status to ``status``.
+
+        ``canceling`` goes through :meth:`cancel`. Raises ``IllegalTransition`` for a move the
+        table does not have.
+        """
+        wanted = JobStatus(status)
+        job = await self.get(job_id)
+        trigger = trigger_for(job.status, wanted)
+        if trigger is None:
+            raise IllegalTransition(job.id, job.status, f"move to {wanted.value!r}", allowed_triggers(job.status))
+        if wanted is S.CANCELING:
+            return await self.cancel(job_id)
+        assert trigger is not None
+        return await self.apply_trigger(job, trigger)
+
+    async def apply_trigger(self, job: Job, trigger: str) -> Job:
+        """Apply ``trigger`` to a job no runner is driving, with a checkpoint when it stops the job."""
+        latest = await self.store.latest_checkpoints(job.id)
+        root = latest.get(root_run_id(job.id))
+        state: RunState = {
+            "finish_cancel": "canceled",
+            "expire": "expired",
+            "fail": "failed",
+            "complete": "completed",
+            "exceed_max_steps": "exceededMaxSteps",
+        }.get(trigger, root.run_state if root else "running")  # type: ignore[assignment]
+        await self._write_external(job, root, trigger, "stop", state, ())
+        runner = self._active.get(job.id)
+        if runner is not None and job.status in (S.CANCELING,):
+            runner.request_cancel()
+        self._wake()
+        return job
+
+    async def _write_external(
+        self,
+        job: Job,
+        root: Checkpoint | None,
+        trigger: str | None,
+        kind: CheckpointKind,
+        state: RunState,
+        new_messages: tuple[Message, ...],
+        **fields: Any,
+    ) -> None:
+        """Save ``job`` after ``trigger`` with a checkpoint of its root run (built from the latest)."""
+        expected = job.version
+        if trigger is not None:
+            fire(job, trigger)
+            if job.status in (S.QUEUED, S.REQUEST_INTERACTIVE_TOOL_RESULT):
+                job.waiting_since = self.clock.now()
+        job.updated_at = self.clock.now()
+        seq = job.checkpoint_seq + 1
+        base = root or _empty_root(job)
+        checkpoint = dataclasses.replace(
+            base,
+            id=derived_id(job.id, seq),
+            seq=seq,
+            step=job.current_step,
+            kind=kind,
+            status=job.status,
+            run_state=state,
+            created_at=job.updated_at,
+            new_messages=new_messages,
+            message_count=base.message_count + len(new_messages),
+            usage=job.usage,
+            step_usage=ZERO_USAGE,
+            total_steps=job.total_steps,
+            total_duration_ms=job.total_duration_ms,
+            **fields,
+        )
+        job.checkpoint_seq = seq
+        job.last_checkpoint_id = checkpoint.id
+        await self.store.save(job, expected_version=expected, checkpoint=checkpoint)
+        if self.events.active:
+            from expert_jobs.domain.events import JobEvent
+
+            self.events.publish(
+                JobEvent("checkpoint", job.id, checkpoint.run_id, job.expert_key, job.current_step,
+                         job.updated_at, job.status, detail={"checkpointId": checkpoint.id, "kind": kind})
+            )
+            if trigger is not None:
+                self.events.publish(
+                    JobEvent("transition", job.id, checkpoint.run_id, job.expert_key, job.current_step,
+                             job.updated_at, job.status, None, trigger)
+                )
+
+    # ------------------------------------------------------------------ workers
+
+    def wakeup_event(self) -> asyncio.Event:
+        """An event set whenever a job becomes claimable in this process (workers wait on it)."""
+        event = asyncio.Event()
+        self._wakeups.append(event)
+        return event
+
+    def _wake(self) -> None:
+        for event in self._wakeups:
+            event.set()
+
+    def runner(self, job_id: str) -> JobRunner | None:
+        """The runner driving ``job_id`` in this process, if any."""
+        return self._active.get(job_id)
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+
+def _empty_root(job: Job) -> Checkpoint:
+    return Checkpoint(
+        id="",
+        job_id=job.id,
+        run_id=root_run_id(job.id),
+        seq=0,
+        step=0,
+        kind="stop",
+        status=job.status,
+        run_state="running",
+        expert_key=job.expert_key,
+        created_at=job.updated_at,
+        new_messages=(),
+        message_count=0,
+        usage=job.usage,
+        run_usage=ZERO_USAGE,
+        step_usage=ZERO_USAGE,
+        total_steps=job.total_steps,
+        total_duration_ms=job.total_duration_ms,
+    )

@@ -1,0 +1,78 @@
+"""The sweeper: recovers jobs whose worker died (lapsed leases) and expires jobs that waited too
+long in ``queued`` or in a pause."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from expert_jobs.domain.errors import IllegalTransition, StaleJobVersion
+from expert_jobs.domain.job import Job
+from expert_jobs.domain.status import JobStatus
+
+if TYPE_CHECKING:
+    from expert_jobs.engine.runtime import Runtime
+
+__all__ = ["SweepReport", "recover_stalled", "sweep"]
+
+_log = logging.getLogger("expert_jobs.sweeper")
+S = JobStatus
+_RECOVERY = {S.PROCESSING: "requeue", S.REQUEST_DELEGATE_RESULT: "resume", S.CANCELING: "finish_cancel"}
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """What one sweep did, by job id."""
+
+    recovered: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+
+async def recover_stalled(runtime: Runtime, job: Job) -> bool:
+    """Hand a job whose worker is gone back to the queue (``processing -> queued``,
+    ``requestDelegateResult -> queued``) or finish its cancellation; then drop the dead lease."""
+    owner = job.lease_owner
+    trigger = _RECOVERY.get(job.status)
+    try:
+        if trigger == "finish_cancel":
+            await runtime.apply_trigger(job, trigger)
+        elif trigger is not None:
+            job.fire(trigger)
+            job.waiting_since = runtime.clock.now()
+            await runtime.store.save(job, expected_version=job.version)
+    except (StaleJobVersion, IllegalTransition):
+        return False
+    if owner is not None:
+        await runtime.store.release(job.id, owner)
+    runtime._wake()
+    return True
+
+
+async def sweep(runtime: Runtime) -> SweepReport:
+    """One pass: recover lapsed leases, then expire jobs that waited too long."""
+    store = runtime.store
+    now = runtime.clock.now()
+    report = SweepReport()
+    for job in await store.lapsed_leases(now=now):
+        if runtime.runner(job.id) is not None:
+            continue
+        if await recover_stalled(runtime, job):
+            report.recovered.append(job.id)
+    settings = runtime.settings
+    groups: list[tuple[list[JobStatus], float | None]] = [
+        ([S.QUEUED], settings.queued_expiry_seconds),
+        ([S.REQUEST_INTERACTIVE_TOOL_RESULT, S.REQUEST_DELEGATE_RESULT], settings.paused_expiry_seconds),
+    ]
+    for statuses, limit in groups:
+        if limit is None:
+            continue
+        for job in await store.waiting_since_before(statuses, now - limit):
+            try:
+                await runtime.apply_trigger(job, "expire")
+            except (StaleJobVersion, IllegalTransition):
+                continue
+            report.expired.append(job.id)
+    if report.recovered or report.expired:
+        _log.info("sweep: recovered %s, expired %s", report.recovered, report.expired)
+    return report

@@ -1,0 +1,172 @@
+"""Python function tools: a JSON schema from type hints and docstrings, validated arguments, and
+every failure turned into an error result for the model (never a crashed job)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from expert_jobs.domain.errors import UsageError
+from expert_jobs.domain.wire import validation_reason
+from expert_jobs.ports.provider import ToolDeclaration
+
+__all__ = ["Tool", "ToolOutcome", "tool"]
+
+ToolOutcome = tuple[str, bool]
+"""``(content, is_error)``: what goes back to the model."""
+
+_PARAM_LINE = re.compile(r"^\s*(?::param\s+)?\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns|Raises|Yields|Examples?|Notes?)\s*:?\s*$")
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Summary (everything before the first section) and per-parameter descriptions."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    summary: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for line in lines:
+        heading = _SECTION.match(line)
+        if heading:
+            section = heading.group(1).lower()
+            current = None
+            continue
+        if line.strip().startswith(":param"):
+            section = "args"
+        if section is None:
+            summary.append(line)
+            continue
+        if section in ("args", "arguments", "parameters", "params"):
+            match = _PARAM_LINE.match(line)
+            if match and (line.startswith(" ") is False or line.strip().startswith(":param") or
+                          len(line) - len(line.lstrip()) <= 4):
+                current = match.group(1)
+                params[current] = match.group(2).strip()
+            elif current and line.strip():
+                params[current] = f"{params[current]} {line.strip()}".strip()
+    return "\n".join(summary).strip(), params
+
+
+class Tool:
+    """A tool the model can call, backed by a Python function (async awaited inline, sync run in a
+    worker thread). Build one with :func:`tool` or :meth:`Tool.from_function`."""
+
+    __slots__ = ("_args_model", "_fn", "_is_async", "_param_names", "declaration", "description", "input_schema",
+                 "name")
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[..., Any],
+        args_model: type[BaseModel],
+    ) -> None:
+        self.name = name
+        self.description = description
+        self._fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self._args_model = args_model
+        self._param_names = tuple(args_model.model_fields)
+        schema = args_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            if isinstance(prop, dict):
+                prop.pop("title", None)
+        self.input_schema: dict[str, Any] = schema
+        self.declaration = ToolDeclaration(name, description, schema)
+
+    @classmethod
+    def from_function(
+        cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> Tool:
+        """Derive name, description and input schema from ``fn``'s signature and docstring."""
+        if not callable(fn):
+            raise UsageError(f"a tool must be callable, got {fn!r}")
+        tool_name = name or getattr(fn, "__name__", None)
+        if not tool_name or not re.match(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$", tool_name):
+            raise UsageError(f"tool name {tool_name!r} must match ^[a-zA-Z_][a-zA-Z0-9_-]{{0,63}}$")
+        summary, param_docs = _parse_docstring(inspect.getdoc(fn))
+        try:
+            hints = get_type_hints(fn)
+        except Exception as exc:
+            raise UsageError(f"tool {tool_name!r}: cannot read type hints: {exc}") from exc
+        fields: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise UsageError(f"tool {tool_name!r}: *args/**kwargs parameters cannot be described to a model")
+            if param.kind is param.POSITIONAL_ONLY:
+                raise UsageError(f"tool {tool_name!r}: positional-only parameter {param.name!r} is not supported")
+            annotation = hints.get(param.name, Any)
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (annotation, Field(default, description=param_docs.get(param.name)))
+        model = create_model(  # type: ignore[call-overload]
+            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        return cls(tool_name, description if description is not None else summary, fn, model)
+
+    async def call(self, arguments: Mapping[str, Any]) -> ToolOutcome:
+        """Validate ``arguments`` and run the function; any failure becomes an error outcome."""
+        try:
+            parsed = self._args_model.model_validate(arguments)
+        except ValidationError as exc:
+            return f"Invalid arguments for tool {self.name}: {validation_reason(exc, 'arguments')}", True
+        kwargs = {name: getattr(parsed, name) for name in self._param_names}
+        try:
+            if self._is_async:
+                result = await self._fn(**kwargs)
+            else:
+                result = await asyncio.to_thread(self._fn, **kwargs)
+        except Exception as exc:
+            return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
+        return _render(result), False
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def _render(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if result is None:
+        return ""
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    try:
+        return json.dumps(result, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a :class:`Tool` of a function; use bare (``@tool``) or with options (``@tool(name=...)``)."""
+    if fn is not None:
+        return Tool.from_function(fn, name=name, description=description)
+
+    def decorate(inner: Callable[..., Any]) -> Tool:
+        return Tool.from_function(inner, name=name, description=description)
+
+    return decorate
+
+
+AsyncToolFunction = Callable[..., Awaitable[Any]]

@@ -1,0 +1,162 @@
+"""The worker: claims queued jobs from the store and runs up to N at once, renews their leases,
+sweeps (expiry, stalled jobs) and shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from expert_jobs.domain.ids import new_id
+from expert_jobs.domain.job import Job
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.engine.runtime import Runtime
+from expert_jobs.engine.sweeper import sweep
+
+__all__ = ["Worker"]
+
+_log = logging.getLogger("expert_jobs.worker")
+
+
+class Worker:
+    """Runs queued jobs of ``runtime``'s store, ``concurrency`` at a time.
+
+    Use :meth:`run_until_idle` in tests and scripts, or :meth:`start` / :meth:`stop` in a service.
+    ``worker_id`` should be stable across restarts of the same worker: a restarted worker takes back
+    at once what it held when it died.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        concurrency: int = 16,
+        worker_id: str | None = None,
+        poll_interval: float = 0.5,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{new_id()[:8]}"
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self._running: dict[str, asyncio.Task[Job]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.jobs_run = 0
+
+    async def _fill(self) -> int:
+        """Claim jobs into free slots; returns how many were claimed."""
+        runtime = self.runtime
+        claimed = 0
+        while len(self._running) < self.concurrency and not self._stopping:
+            job = await runtime.store.claim(
+                self.worker_id, now=runtime.clock.now(), lease_seconds=runtime.settings.lease_seconds
+            )
+            if job is None:
+                break
+            task = asyncio.create_task(runtime.execute(job, self.worker_id), name=f"expert-job-{job.id}")
+            self._running[job.id] = task
+            task.add_done_callback(self._finished)
+            claimed += 1
+        return claimed
+
+    def _finished(self, task: asyncio.Task[Job]) -> None:
+        job_id = task.get_name().removeprefix("expert-job-")
+        self._running.pop(job_id, None)
+        self.jobs_run += 1
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("job %s crashed its runner", job_id, exc_info=task.exception())
+
+    async def run_until_idle(self) -> int:
+        """Run jobs until none is queued and none is running; returns how many runs finished."""
+        await self.recover()
+        before = self.jobs_run
+        while True:
+            self._slot_freed.clear()
+            await self._fill()
+            if not self._running:
+                return self.jobs_run - before
+            await self._slot_freed.wait()
+
+    async def recover(self) -> None:
+        """Take back jobs this worker id held before a restart, and sweep once."""
+        runtime = self.runtime
+        for job in await runtime.store.held_by(self.worker_id):
+            if job.id not in self._running:
+                await _hand_back(runtime, job)
+        await sweep(runtime)
+
+    async def start(self) -> None:
+        """Start claiming in the background (plus lease renewal and sweeping)."""
+        await self.recover()
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="expert-jobs-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="expert-jobs-heartbeat"),
+            asyncio.create_task(self._sweep_loop(), name="expert-jobs-sweep"),
+        ]
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop claiming; give running jobs ``grace`` seconds to finish, then abandon their step
+        in flight and hand them back to the queue."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _claim_loop(self) -> None:
+        wake = self.runtime.wakeup_event()
+        while not self._stopping:
+            wake.clear()
+            self._slot_freed.clear()
+            await self._fill()
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        runtime = self.runtime
+        interval = runtime.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for job_id, task in list(self._running.items()):
+                held = await runtime.store.renew_lease(
+                    job_id, self.worker_id, now=runtime.clock.now(), lease_seconds=runtime.settings.lease_seconds
+                )
+                runner = runtime.runner(job_id)
+                if not held:
+                    _log.warning("worker %s lost the lease of job %s; abandoning it", self.worker_id, job_id)
+                    task.cancel("expert-jobs: lease lost")
+                    continue
+                fresh = await runtime.store.get(job_id)
+                if fresh is not None and fresh.status is JobStatus.CANCELING and runner is not None:
+                    runner.request_cancel()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await sweep(self.runtime)
+            except Exception:
+                _log.exception("sweep failed")
+
+
+async def _hand_back(runtime: Runtime, job: Job) -> None:
+    from expert_jobs.engine.sweeper import recover_stalled
+
+    await recover_stalled(runtime, job)

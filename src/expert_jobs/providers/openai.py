@@ -1,0 +1,341 @@
+"""OpenAI adapter: the Responses API through the official ``openai`` SDK, for every OpenAI model.
+
+Why the Responses API for all of them (gpt-5 family, o-series, gpt-4.1, gpt-5-chat-latest): it is the
+only OpenAI API that carries reasoning items (with ``encrypted_content``) across tool-call turns
+statelessly (``store=False``), it takes PDFs and images inline, and one wire format means one code
+path. gpt-4.1 and gpt-5-chat-latest work on it unchanged; Chat Completions would buy nothing but a
+second OpenAI code path (the DeepSeek adapter already covers that wire format).
+
+Mapping, in one pass over the history:
+
+- ``instructions`` is the system instruction; ``store=False`` always (no server-side state).
+- A user message becomes a ``user`` message of ``input_text``/``input_image``/``input_file`` parts;
+  an assistant message its ``reasoning`` items (OpenAI's own, replayed with ``encrypted_content``,
+  only to reasoning models), ``assistant`` text and ``function_call`` items (``call_id``); a
+  tool-results message one ``function_call_output`` per result, in call order.
+- Reasoning models get ``include=["reasoning.encrypted_content"]`` and ``reasoning.effort`` from
+  :class:`ReasoningSettings`; their custom temperature is left out (they take only the default).
+- ``max_output_tokens`` only when the request gives one.
+
+Usage: ``input_tokens`` includes ``input_tokens_details.cached_tokens``; ``output_tokens`` includes
+``output_tokens_details.reasoning_tokens``: both map one to one.
+
+The module also holds what the DeepSeek adapter shares with this one (same SDK): creating the
+client with retries off, and classifying the SDK's errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, cast
+
+from expert_jobs.domain.errors import ProviderError
+from expert_jobs.domain.messages import (
+    AssistantMessage,
+    AssistantPart,
+    FilePart,
+    Message,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    UserMessage,
+)
+from expert_jobs.domain.models import ModelInfo
+from expert_jobs.domain.usage import Usage
+from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse, ReasoningSettings
+from expert_jobs.providers._common import (
+    DEFAULT_TIMEOUT,
+    IMAGE_MEDIA_TYPES,
+    PDF_MEDIA_TYPE,
+    AdapterBase,
+    build_response,
+    data_url,
+    dump_arguments,
+    error_from_status,
+    file_as_text,
+    int_at,
+    load_arguments,
+    object_schema,
+    result_text,
+    transport_error,
+    unsupported_file,
+)
+
+try:
+    import httpx2
+    import openai
+    from openai.types import responses as rtypes
+except ImportError as exc:  # pragma: no cover - only without the extra installed
+    from expert_jobs.providers._common import missing_sdk
+
+    raise missing_sdk("openai", "openai") from exc
+
+__all__ = ["OpenAIProvider", "openai_client", "openai_error", "openai_usage"]
+
+MODELS_WITHOUT_FUNCTION_TOOLS = frozenset({"gpt-5-chat-latest"})
+"""Models the API refuses ``tools`` for ("tools is not supported in this model")."""
+
+_INCOMPLETE_REASONS: Mapping[str, FinishReason] = {
+    "max_output_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+
+def openai_client(
+    client: openai.AsyncOpenAI | None,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    http_client: httpx2.AsyncClient | None,
+) -> tuple[openai.AsyncOpenAI, bool]:
+    """The client to use (retries off) and whether the adapter created it (and so must close it)."""
+    if client is None:
+        created = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0)
+        return created, True
+    return (client if client.max_retries == 0 else client.with_options(max_retries=0)), False
+
+
+def openai_error(provider: str, exc: openai.OpenAIError) -> ProviderError:
+    """Classify an ``openai`` SDK error (OpenAI's API or an OpenAI-compatible one such as DeepSeek's).
+
+    A 429 whose code or type is ``insufficient_quota`` is billing (not retried); ``invalid_api_key``
+    is authentication and ``model_not_found`` not found whatever the status.
+    """
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, Mapping) else {}
+        message = str(body.get("message") or exc.message)
+        markers = {exc.code, exc.type}
+        kind: str | None = None
+        if "insufficient_quota" in markers:
+            kind = "billing"
+        elif "invalid_api_key" in markers:
+            kind = "authentication"
+        elif "model_not_found" in markers:
+            kind = "not_found"
+        return error_from_status(provider, exc.status_code, message, kind=kind, headers=exc.response.headers)
+    return transport_error(provider, exc) or ProviderError(
+        f"{provider} SDK error: {exc}", kind="other", provider=provider
+    )
+
+
+def openai_usage(raw: Mapping[str, Any]) -> Usage:
+    """Normalised usage from the Responses API's ``usage`` object (cached and reasoning included)."""
+    return Usage.of(
+        int_at(raw, "input_tokens"),
+        int_at(raw, "output_tokens"),
+        reasoning=int_at(raw, "output_tokens_details", "reasoning_tokens"),
+        cached=int_at(raw, "input_tokens_details", "cached_tokens"),
+    )
+
+
+def _effort(model: str, reasoning: ReasoningSettings) -> str | None:
+    """The ``reasoning.effort`` for ``model``: gpt-5 knows ``minimal``, the o-series starts at ``low``."""
+    lowest = "minimal" if model.startswith("gpt-5") else "low"
+    if not reasoning.enabled:
+        return lowest
+    if reasoning.effort is not None:
+        return lowest if reasoning.effort == "minimal" else reasoning.effort
+    if reasoning.budget_tokens is not None:
+        budget = reasoning.budget_tokens
+        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    return None
+
+
+class OpenAIProvider(AdapterBase):
+    """:class:`~expert_jobs.ports.provider.Provider` over OpenAI's Responses API.
+
+    Pass an ``openai.AsyncOpenAI`` ``client`` of your own, or ``api_key`` / ``base_url`` /
+    ``http_client`` (an ``httpx2.AsyncClient``) to have one created; SDK retries are off either way.
+    ``reasoning_summary`` (``"auto"``, ``"concise"``, ``"detailed"``) asks reasoning models for
+    readable summaries; it is off by default because OpenAI requires a verified organization for it.
+    """
+
+    name: ClassVar[str] = "openai"
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        catalogue: Mapping[str, ModelInfo] | None = None,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        reasoning_summary: Literal["auto", "concise", "detailed"] | None = None,
+    ) -> None:
+        super().__init__(catalogue=catalogue, default_timeout=default_timeout)
+        self._client, self._owns_client = openai_client(
+            client, api_key=api_key, base_url=base_url, http_client=http_client
+        )
+        self._reasoning_summary = reasoning_summary
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client every call goes through."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the SDK client if this adapter created it."""
+        if self._owns_client:
+            await self._client.close()
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        """One ``responses.create`` call; SDK errors become :class:`ProviderError`."""
+        info = self.model_info(request.model)
+        if request.tools and request.model in MODELS_WITHOUT_FUNCTION_TOOLS:
+            raise self.error(
+                f"model {request.model!r} does not support function tools; "
+                f"this expert declares {len(request.tools)}",
+                kind="bad_request",
+                retryable=False,
+            )
+        temperature = self.temperature_for(request, info)
+        reasoning = self._reasoning(request, info)
+        try:
+            response = await self._client.responses.create(
+                model=request.model,
+                input=cast(Any, self._input(request.model, request.messages, info.reasons)),
+                instructions=request.system or openai.omit,
+                tools=[
+                    {
+                        "type": "function",
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": object_schema(t.input_schema),
+                        "strict": False,
+                    }
+                    for t in request.tools
+                ]
+                or openai.omit,
+                store=False,
+                include=["reasoning.encrypted_content"] if info.reasons else openai.omit,
+                reasoning=cast(Any, reasoning) if reasoning else openai.omit,
+                temperature=openai.omit if temperature is None else temperature,
+                max_output_tokens=request.max_output_tokens or openai.omit,
+                timeout=self.timeout_for(request),
+            )
+        except openai.OpenAIError as exc:
+            raise openai_error(self.name, exc) from exc
+        return self._response(response)
+
+    def _reasoning(self, request: GenerationRequest, info: ModelInfo) -> dict[str, str] | None:
+        if not info.reasons:
+            return None
+        reasoning: dict[str, str] = {}
+        effort = None if request.reasoning is None else _effort(request.model, request.reasoning)
+        if effort is not None:
+            reasoning["effort"] = effort
+        if self._reasoning_summary is not None:
+            reasoning["summary"] = self._reasoning_summary
+        return reasoning or None
+
+    def _input(self, model: str, messages: Sequence[Message], replay_reasoning: bool) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        append = items.append
+        for message in messages:
+            if type(message) is UserMessage:
+                append({"role": "user", "content": self._user_content(model, message.parts)})
+            elif type(message) is AssistantMessage:
+                for part in message.parts:
+                    if type(part) is TextPart:
+                        if part.text:
+                            append({"role": "assistant", "content": part.text})
+                    elif type(part) is ToolCall:
+                        append(
+                            {
+                                "type": "function_call",
+                                "call_id": part.id,
+                                "name": part.name,
+                                "arguments": dump_arguments(part.arguments),
+                            }
+                        )
+                    elif replay_reasoning and (item := _reasoning_item(part)) is not None:
+                        append(item)
+            else:
+                items.extend(
+                    {"type": "function_call_output", "call_id": r.call_id, "output": result_text(r)}
+                    for r in message.results  # type: ignore[union-attr]
+                )
+        return items
+
+    def _user_content(self, model: str, parts: Sequence[TextPart | FilePart]) -> str | list[dict[str, Any]]:
+        if len(parts) == 1 and type(parts[0]) is TextPart:
+            return parts[0].text
+        content: list[dict[str, Any]] = []
+        for part in parts:
+            if type(part) is TextPart:
+                content.append({"type": "input_text", "text": part.text})
+                continue
+            assert type(part) is FilePart
+            if part.media_type in IMAGE_MEDIA_TYPES:
+                content.append({"type": "input_image", "image_url": data_url(part), "detail": "auto"})
+            elif part.media_type == PDF_MEDIA_TYPE:
+                content.append({"type": "input_file", "filename": part.name, "file_data": data_url(part)})
+            elif (text := file_as_text(part)) is not None:
+                content.append({"type": "input_text", "text": text.text})
+            else:
+                raise unsupported_file(self.name, model, part)
+        return content
+
+    def _response(self, response: rtypes.Response) -> GenerationResponse:
+        if response.status == "failed":
+            raise self._failed(response)
+        parts: list[AssistantPart] = []
+        refused = False
+        for item in response.output:
+            if isinstance(item, rtypes.ResponseOutputMessage):
+                for content in item.content:
+                    if isinstance(content, rtypes.ResponseOutputText):
+                        parts.append(TextPart(content.text))
+                    else:
+                        refused = True
+                        parts.append(TextPart(content.refusal))
+            elif isinstance(item, rtypes.ResponseFunctionToolCall):
+                parts.append(ToolCall(item.call_id, item.name, load_arguments(self.name, item.name, item.arguments)))
+            elif isinstance(item, rtypes.ResponseReasoningItem):
+                summary = [{"type": "summary_text", "text": s.text} for s in item.summary]
+                parts.append(
+                    ThinkingPart(
+                        "\n\n".join(s.text for s in item.summary),
+                        provider=self.name,
+                        provider_data={
+                            "id": item.id,
+                            "summary": summary,
+                            "encrypted_content": item.encrypted_content,
+                        },
+                    )
+                )
+        finish: FinishReason = "content_filter" if refused else "stop"
+        if response.status == "incomplete":
+            reason = response.incomplete_details.reason if response.incomplete_details else None
+            finish = _INCOMPLETE_REASONS.get(reason or "", "other")
+        raw = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else {}
+        return build_response(self.name, parts, finish, openai_usage(raw), raw, response.model)
+
+    def _failed(self, response: rtypes.Response) -> ProviderError:
+        """A response that came back with ``status: failed`` (an error the HTTP status did not carry)."""
+        code = response.error.code if response.error else "server_error"
+        message = response.error.message if response.error else "response failed"
+        kind = "rate_limit" if code == "rate_limit_exceeded" else "server"
+        raw = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else {}
+        return ProviderError(
+            f"{self.name} response failed ({code}): {message}",
+            kind=kind,
+            provider=self.name,
+            usage=openai_usage(raw) if raw else None,
+        )
+
+
+def _reasoning_item(part: AssistantPart) -> dict[str, Any] | None:
+    """An OpenAI reasoning item to replay, or ``None`` (another provider's thinking, no encrypted content)."""
+    if type(part) is not ThinkingPart or part.provider != OpenAIProvider.name or not part.provider_data:
+        return None
+    data = part.provider_data
+    if not data.get("encrypted_content"):
+        return None
+    return {
+        "type": "reasoning",
+        "id": data["id"],
+        "summary": list(data.get("summary") or ()),
+        "encrypted_content": data["encrypted_content"],
+    }
