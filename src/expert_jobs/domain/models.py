@@ -42,15 +42,18 @@ def _m(id: str, provider: ProviderName, ctx: int, out: int, temp: bool, reasons:
     return ModelInfo(id, provider, ctx, out, temp, reasons)
 
 
+# Anthropic: no custom temperature. The anthropic SDK 2.x sends API version 2026-10-21, which answers
+# 400 to temperature/top_p/top_k (even at their defaults), and its messages.create() has no such
+# parameters any more; the job still reports the temperature it was given.
 _SPEC_MODELS: tuple[ModelInfo, ...] = (
-    _m("claude-opus-4-5", "anthropic", 200_000, 64_000, True, True),
-    _m("claude-opus-4-1", "anthropic", 200_000, 32_000, True, True),
-    _m("claude-opus-4-20250514", "anthropic", 200_000, 32_000, True, True),
-    _m("claude-sonnet-4-5", "anthropic", 200_000, 64_000, True, True),
-    _m("claude-sonnet-4-20250514", "anthropic", 200_000, 64_000, True, True),
-    _m("claude-3-7-sonnet-20250219", "anthropic", 200_000, 64_000, True, True),
-    _m("claude-haiku-4-5", "anthropic", 200_000, 64_000, True, True),
-    _m("claude-3-5-haiku-latest", "anthropic", 200_000, 8_192, True, False),
+    _m("claude-opus-4-5", "anthropic", 200_000, 64_000, False, True),
+    _m("claude-opus-4-1", "anthropic", 200_000, 32_000, False, True),
+    _m("claude-opus-4-20250514", "anthropic", 200_000, 32_000, False, True),
+    _m("claude-sonnet-4-5", "anthropic", 200_000, 64_000, False, True),
+    _m("claude-sonnet-4-20250514", "anthropic", 200_000, 64_000, False, True),
+    _m("claude-3-7-sonnet-20250219", "anthropic", 200_000, 64_000, False, True),
+    _m("claude-haiku-4-5", "anthropic", 200_000, 64_000, False, True),
+    _m("claude-3-5-haiku-latest", "anthropic", 200_000, 8_192, False, False),
     _m("gemini-3-pro-preview", "google", 1_048_576, 65_536, True, True),
     _m("gemini-2.5-pro", "google", 1_048_576, 65_536, True, True),
     _m("gemini-2.5-flash", "google", 1_048_576, 65_536, True, True),

@@ -161,8 +161,10 @@ class JobRunner:
         """Ask the job to stop: the flag is checked before every model call and tool batch, and the
         in-flight call is abandoned (the task is cancelled unless it is writing a checkpoint)."""
         self.cancel_requested = True
-        if self.task is not None and not self._in_write and not self.task.done():
-            self.task.cancel("expert-jobs: job canceled")
+        task = self.task
+        # Only a suspended runner can be interrupted; from its own task the checks will see the flag.
+        if task is not None and task is not asyncio.current_task() and not self._in_write and not task.done():
+            task.cancel("expert-jobs: job canceled")
 
     # ------------------------------------------------------------------ top level
 
@@ -196,6 +198,8 @@ class JobRunner:
             await self._stop_job("fail", str(exc), exc.to_data())
         finally:
             await self._store.release(self.job.id, self.worker_id)
+            if self.job.lease_owner == self.worker_id:
+                self.job.lease_owner = self.job.lease_expires_at = None
         return self.job
 
     def _uncancel(self) -> None:
@@ -377,8 +381,11 @@ class JobRunner:
         if len(todo) == 1:
             outcomes = [await self._child(run, todo[0], latest.get(todo[0].run_id))]
         else:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._child(run, d, latest.get(d.run_id))) for d in todo]
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._child(run, d, latest.get(d.run_id))) for d in todo]
+            except BaseExceptionGroup as failures:
+                raise _most_urgent(failures) from None
             outcomes = [t.result() for t in tasks]
         run.partial = run.partial + tuple(outcomes)
 
@@ -443,13 +450,13 @@ class JobRunner:
                 run.unsaved = run.unsaved + error.usage
             if not error.retryable:
                 raise _RunFailed(error, f"{error.kind} error from {error.provider or 'provider'}: {error}")
-            run.retry_count += 1
-            if run.retry_count > job.max_retries:
+            if run.retry_count >= job.max_retries:
                 raise _RunFailed(
                     error,
-                    f"{run.retry_count} consecutive failed attempts exhausted maxRetries={job.max_retries}: "
+                    f"{run.retry_count + 1} consecutive failed attempts exhausted maxRetries={job.max_retries}: "
                     f"{error}",
                 )
+            run.retry_count += 1
             self._emit(run, "retry", {"attempt": run.retry_count, "error": error.to_data()})
             await self._clock.sleep(self._backoff(run.retry_count, error.retry_after))
 
@@ -662,6 +669,26 @@ class JobRunner:
         if self._bus.active:
             for call, _ in calls:
                 self._emit(run, "toolCall", {"id": call.id, "name": call.name})
+
+
+_URGENCY = (_Canceled, _LeaseLost, _Stop)
+
+
+def _most_urgent(failures: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that decides what happens when several children of one step stop."""
+    flat: list[BaseException] = []
+    pending: list[BaseException] = [failures]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            flat.append(error)
+    for kind in _URGENCY:
+        for error in flat:
+            if isinstance(error, kind):
+                return error
+    return flat[0]
 
 
 def _failure_text(key: str, error: dict[str, Any] | None) -> str:

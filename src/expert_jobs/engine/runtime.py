@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
+from expert_jobs.domain.events import JobEvent
 from expert_jobs.domain.errors import CannotContinue, IllegalTransition, JobNotFound, UnknownExpert, UsageError
 from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec
 from expert_jobs.domain.ids import derived_id, new_id
@@ -31,6 +32,14 @@ __all__ = ["Runtime"]
 
 S = JobStatus
 _FOLLOW_UP_FROM = frozenset({S.COMPLETED, S.EXCEEDED_MAX_STEPS, S.FAILED})
+_BRANCH_STATUS: dict[str, JobStatus] = {
+    "running": S.QUEUED,
+    "waitingDelegates": S.QUEUED,
+    "waitingInteractive": S.REQUEST_INTERACTIVE_TOOL_RESULT,
+    "completed": S.COMPLETED,
+    "exceededMaxSteps": S.EXCEEDED_MAX_STEPS,
+    "failed": S.FAILED,
+}
 
 
 class Runtime:
@@ -296,6 +305,82 @@ class Runtime:
         self._wake()
         return job
 
+    async def branch_from(
+        self,
+        job_id: str,
+        checkpoint_id: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        interactive: bool = False,
+        tool_call_id: str | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_steps: int | None = None,
+        max_retries: int | None = None,
+    ) -> Job:
+        """A new job that starts from any checkpoint of the root run of ``job_id``.
+
+        The branch carries the history, counters and usage up to that checkpoint and takes the
+        status that checkpoint describes (a finished run: its final status; a pause for a person:
+        ``requestInteractiveToolResult``; work in progress: ``queued``). With ``query``/``files``
+        (or ``interactive``) it is then continued like :meth:`continue_job`.
+        """
+        source = await self.get(job_id)
+        checkpoint = await self.store.get_checkpoint(job_id, checkpoint_id)
+        if checkpoint is None:
+            raise CannotContinue(job_id, source.status, "No checkpoint found")
+        if checkpoint.parent_run_id is not None:
+            raise CannotContinue(job_id, source.status, "branch from a checkpoint of the root run, not a delegate's")
+        status = _BRANCH_STATUS.get(checkpoint.run_state)
+        if status is None:
+            raise CannotContinue(job_id, source.status, f"cannot branch from a {checkpoint.run_state} checkpoint")
+        history = await self.store.load_history(job_id, checkpoint.run_id, upto_seq=checkpoint.seq)
+        now = self.clock.now()
+        job = Job(
+            id=new_id(),
+            organization_id=source.organization_id,
+            application_id=source.application_id,
+            expert_key=source.expert_key,
+            expert=source.expert,
+            query=source.query,
+            files=source.files,
+            model=source.model,
+            temperature=source.temperature,
+            max_steps=source.max_steps,
+            max_retries=source.max_retries,
+            created_at=now,
+            status=status,
+            current_step=checkpoint.step,
+            total_steps=checkpoint.total_steps,
+            total_duration_ms=checkpoint.total_duration_ms,
+            usage=checkpoint.usage,
+            error=checkpoint.error,
+            checkpoint_seq=1,
+        )
+        self._apply_overrides(job, model, temperature, max_steps, max_retries)
+        first = dataclasses.replace(
+            checkpoint,
+            id=derived_id(job.id, 1),
+            job_id=job.id,
+            run_id=root_run_id(job.id),
+            seq=1,
+            kind="start",
+            status=status,
+            created_at=now,
+            new_messages=tuple(history),
+            message_count=len(history),
+            step_usage=checkpoint.usage,  # inherited, so checkpoint usages still sum to the job's
+        )
+        job.last_checkpoint_id = first.id
+        await self.store.create(job, first)
+        if query or files or interactive:
+            return await self.continue_job(
+                job.id, query, files, interactive=interactive, tool_call_id=tool_call_id
+            )
+        self._wake()
+        return job
+
     def _apply_overrides(
         self, job: Job, model: str | None, temperature: float | None, max_steps: int | None, max_retries: int | None
     ) -> None:
@@ -324,12 +409,16 @@ class Runtime:
             if held:
                 return job
             return await self.apply_trigger(job, "finish_cancel")
+        before = job.status
         fire(job, "cancel")
         if held:
+            job.updated_at = self.clock.now()
             await self.store.save(job, expected_version=job.version)
+            self._publish_transition(job, before, "cancel")
             if runner is not None:
                 runner.request_cancel()
             return job
+        self._publish_transition(job, before, "cancel")
         return await self.apply_trigger(job, "finish_cancel")
 
     async def update_status(self, job_id: str, status: JobStatus | str) -> Job:
@@ -378,6 +467,7 @@ class Runtime:
     ) -> None:
         """Save ``job`` after ``trigger`` with a checkpoint of its root run (built from the latest)."""
         expected = job.version
+        before = job.status
         if trigger is not None:
             fire(job, trigger)
             if job.status in (S.QUEUED, S.REQUEST_INTERACTIVE_TOOL_RESULT):
@@ -406,17 +496,19 @@ class Runtime:
         job.last_checkpoint_id = checkpoint.id
         await self.store.save(job, expected_version=expected, checkpoint=checkpoint)
         if self.events.active:
-            from expert_jobs.domain.events import JobEvent
-
             self.events.publish(
                 JobEvent("checkpoint", job.id, checkpoint.run_id, job.expert_key, job.current_step,
                          job.updated_at, job.status, detail={"checkpointId": checkpoint.id, "kind": kind})
             )
             if trigger is not None:
-                self.events.publish(
-                    JobEvent("transition", job.id, checkpoint.run_id, job.expert_key, job.current_step,
-                             job.updated_at, job.status, None, trigger)
-                )
+                self._publish_transition(job, before, trigger)
+
+    def _publish_transition(self, job: Job, before: JobStatus, trigger: str) -> None:
+        if self.events.active:
+            self.events.publish(
+                JobEvent("transition", job.id, root_run_id(job.id), job.expert_key, job.current_step,
+                         job.updated_at, job.status, before, trigger)
+            )
 
     # ------------------------------------------------------------------ workers
 

@@ -38,9 +38,11 @@ async def recover_stalled(runtime: Runtime, job: Job) -> bool:
         if trigger == "finish_cancel":
             await runtime.apply_trigger(job, trigger)
         elif trigger is not None:
+            before = job.status
             job.fire(trigger)
-            job.waiting_since = runtime.clock.now()
+            job.waiting_since = job.updated_at = runtime.clock.now()
             await runtime.store.save(job, expected_version=job.version)
+            runtime._publish_transition(job, before, trigger)
     except (StaleJobVersion, IllegalTransition):
         return False
     if owner is not None:

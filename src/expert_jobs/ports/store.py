@@ -32,8 +32,11 @@ __all__ = ["JobStore"]
 class JobStore(Protocol):
     """Where jobs and their checkpoints live."""
 
-    async def create(self, job: Job) -> None:
-        """Insert a new job (version 0). Raises ``StoreError`` if the id exists."""
+    async def create(self, job: Job, checkpoint: Checkpoint | None = None) -> None:
+        """Insert a new job (version 0), with its first checkpoint if given, atomically.
+
+        Raises ``StoreError`` if the id exists.
+        """
         ...
 
     async def get(self, job_id: str) -> Job | None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class ScriptedProvider:
         self._cursor: dict[str | None, int] = {}
         self._sleep = sleep
         self.requests: list[GenerationRequest] = []
+        """The requests seen, with a snapshot of their messages, when ``record_requests`` is set."""
         self.record_requests = False
 
     def _script_for(self, expert_key: str | None) -> tuple[tuple[Turn, GenerationResponse | None], ...]:
@@ -157,7 +159,8 @@ class ScriptedProvider:
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """Play the run's next turn."""
         if self.record_requests:
-            self.requests.append(request)
+            # The engine passes the run's live history; keep what this call saw.
+            self.requests.append(dataclasses.replace(request, messages=tuple(request.messages)))
         script = self._script_for(request.expert_key)
         run_id = request.run_id
         position = self._cursor.get(run_id)

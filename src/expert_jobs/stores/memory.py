@@ -54,14 +54,16 @@ class MemoryStore:
             if job is not None and job.status is _QUEUED and job.lease_expires_at == expires:
                 self._enqueue(job)
 
-    async def create(self, job: Job) -> None:
-        """Insert a new job at version 0."""
+    async def create(self, job: Job, checkpoint: Checkpoint | None = None) -> None:
+        """Insert a new job at version 0 (with its first checkpoint, if given)."""
         if job.id in self._jobs:
             raise StoreError(f"job {job.id} already exists")
         job.version = 0
         self._jobs[job.id] = job.copy()
         self._checkpoints[job.id] = []
         self._latest[job.id] = {}
+        if checkpoint is not None:
+            self._append(checkpoint)
         if job.status is _QUEUED:
             self._enqueue(job)
 

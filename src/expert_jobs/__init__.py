@@ -1,0 +1,142 @@
+"""expert-jobs: a fast, durable job runtime for LLM expert jobs.
+
+An expert (instruction + tools + delegates) works on a query step by step through a model
+provider until it answers, pauses for a person or another expert, runs out of steps, fails, is
+canceled or expires. See the README for a tour; ``DESIGN.md`` for the semantics.
+"""
+
+from expert_jobs.domain.checkpoint import Checkpoint, Delegation
+from expert_jobs.domain.errors import (
+    BadRequest,
+    CannotContinue,
+    Conflict,
+    ExpertJobsError,
+    IllegalTransition,
+    InvalidExpertKey,
+    JobNotFound,
+    NotFound,
+    ProviderError,
+    ProviderKeyMissing,
+    ServiceError,
+    StaleJobVersion,
+    StoreError,
+    Unauthorized,
+    UnknownExpert,
+    UnknownModel,
+    UsageError,
+    ValidationFailed,
+)
+from expert_jobs.domain.events import JobEvent
+from expert_jobs.domain.expert_key import ExpertKey, parse_expert_key
+from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec
+from expert_jobs.domain.ids import new_id
+from expert_jobs.domain.job import Job, JobQuery
+from expert_jobs.domain.lifecycle import can_transition, mermaid_diagram, trigger_for
+from expert_jobs.domain.messages import (
+    AssistantMessage,
+    FilePart,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    ToolResult,
+    ToolResultsMessage,
+    UserMessage,
+)
+from expert_jobs.domain.models import MODELS, ModelCatalogue, ModelInfo
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import Usage
+from expert_jobs.domain.wire import ExpertJob, StartJobRequest
+from expert_jobs.engine.files import Workspace
+from expert_jobs.engine.runtime import Runtime
+from expert_jobs.engine.settings import RuntimeSettings
+from expert_jobs.engine.tools import Tool, tool
+from expert_jobs.engine.worker import Worker
+from expert_jobs.ports.clock import Clock, FakeClock, SystemClock
+from expert_jobs.ports.provider import (
+    GenerationRequest,
+    GenerationResponse,
+    Provider,
+    ProviderResolver,
+    ReasoningSettings,
+    ToolDeclaration,
+)
+from expert_jobs.ports.store import JobStore
+from expert_jobs.providers.scripted import Call, Fail, FunctionProvider, Reply, ScriptedProvider, TestProvider, ToolCalls
+from expert_jobs.stores.memory import MemoryStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MODELS",
+    "AssistantMessage",
+    "BadRequest",
+    "Call",
+    "CannotContinue",
+    "Checkpoint",
+    "Clock",
+    "Conflict",
+    "Delegation",
+    "ExpertDefinition",
+    "ExpertJob",
+    "ExpertJobsError",
+    "ExpertKey",
+    "ExpertRegistry",
+    "Fail",
+    "FakeClock",
+    "FilePart",
+    "FunctionProvider",
+    "GenerationRequest",
+    "GenerationResponse",
+    "IllegalTransition",
+    "InteractiveToolSpec",
+    "InvalidExpertKey",
+    "Job",
+    "JobEvent",
+    "JobNotFound",
+    "JobQuery",
+    "JobStatus",
+    "JobStore",
+    "MemoryStore",
+    "ModelCatalogue",
+    "ModelInfo",
+    "NotFound",
+    "Provider",
+    "ProviderError",
+    "ProviderKeyMissing",
+    "ProviderResolver",
+    "ReasoningSettings",
+    "Reply",
+    "Runtime",
+    "RuntimeSettings",
+    "ScriptedProvider",
+    "ServiceError",
+    "StaleJobVersion",
+    "StartJobRequest",
+    "StoreError",
+    "SystemClock",
+    "TestProvider",
+    "TextPart",
+    "ThinkingPart",
+    "Tool",
+    "ToolCall",
+    "ToolCalls",
+    "ToolDeclaration",
+    "ToolResult",
+    "ToolResultsMessage",
+    "Unauthorized",
+    "UnknownExpert",
+    "UnknownModel",
+    "Usage",
+    "UsageError",
+    "UserMessage",
+    "ValidationFailed",
+    "Worker",
+    "Workspace",
+    "__version__",
+    "can_transition",
+    "mermaid_diagram",
+    "new_id",
+    "parse_expert_key",
+    "tool",
+    "trigger_for",
+]

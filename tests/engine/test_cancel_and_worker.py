@@ -1,0 +1,252 @@
+"""Cancellation, events, checkpoints, the worker, the sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from expert_jobs import (
+    FakeClock,
+    FunctionProvider,
+    GenerationRequest,
+    GenerationResponse,
+    IllegalTransition,
+    JobEvent,
+    JobStatus,
+    Reply,
+    RuntimeSettings,
+    TextPart,
+    ToolCalls,
+    Usage,
+    Worker,
+)
+from expert_jobs.engine.sweeper import sweep
+
+from .conftest import checkpoints, make_runtime
+
+S = JobStatus
+
+
+def _blocking_provider(started: asyncio.Event) -> FunctionProvider:
+    async def hang(request: GenerationRequest) -> GenerationResponse:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    return FunctionProvider(hang)
+
+
+async def test_cancel_a_queued_job_is_immediate_with_a_final_checkpoint() -> None:
+    runtime = make_runtime([Reply("x")])
+    job = await runtime.submit("main@1.0.0", "q")
+    job = await runtime.cancel(job.id)
+    assert job.status is S.CANCELED
+    cps = await checkpoints(runtime, job)
+    assert cps[-1].status is S.CANCELED and cps[-1].run_state == "canceled"
+    with pytest.raises(IllegalTransition):
+        await runtime.cancel(job.id)  # canceled is final
+
+
+async def test_cancel_abandons_an_in_flight_model_call_promptly() -> None:
+    started = asyncio.Event()
+    runtime = make_runtime([])
+    runtime.providers = _blocking_provider(started)
+    job = await runtime.submit("main@1.0.0", "q")
+    task = asyncio.create_task(runtime.drive(job.id))
+    await asyncio.wait_for(started.wait(), 2)
+    t0 = time.monotonic()
+    canceling = await runtime.cancel(job.id)
+    assert canceling.status is S.CANCELING
+    final = await asyncio.wait_for(task, 2)
+    assert time.monotonic() - t0 < 1.0
+    assert final.status is S.CANCELED
+    stored = await runtime.get(job.id)
+    assert stored.status is S.CANCELED and stored.lease_owner is None
+    assert (await checkpoints(runtime, job))[-1].status is S.CANCELED
+
+
+async def test_cancel_during_delegation_cancels_the_children() -> None:
+    started = asyncio.Event()
+
+    async def answer(request: GenerationRequest) -> GenerationResponse:
+        if request.expert_key == "helper":
+            started.set()
+            await asyncio.sleep(3600)
+        from expert_jobs import ToolCall
+
+        return GenerationResponse((ToolCall("c1", "helper", {"query": "x"}),), "tool_calls", Usage.of(1, 1))
+
+    runtime = make_runtime([])
+    runtime.providers = FunctionProvider(answer)
+    job = await runtime.submit("main@1.0.0", "q")
+    task = asyncio.create_task(runtime.drive(job.id))
+    await asyncio.wait_for(started.wait(), 2)
+    assert (await runtime.get(job.id)).status is S.REQUEST_DELEGATE_RESULT
+    await runtime.cancel(job.id)
+    final = await asyncio.wait_for(task, 2)
+    assert final.status is S.CANCELED
+    assert final.usage == Usage.of(1, 1)
+
+
+async def test_cancel_a_paused_job_is_immediate() -> None:
+    runtime = make_runtime([ToolCalls.of(("ask", {"question": "?"}))])
+    job = await runtime.run("main@1.0.0", "q")
+    job = await runtime.cancel(job.id)
+    assert job.status is S.CANCELED
+
+
+async def test_cancel_seen_by_a_worker_in_another_process_through_the_store() -> None:
+    """A job canceled by someone else (another process) stops at its next write."""
+    gate = asyncio.Event()
+    calls = 0
+
+    async def answer(request: GenerationRequest) -> GenerationResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await gate.wait()
+        from expert_jobs import ToolCall
+
+        return GenerationResponse((ToolCall(f"c{calls}", "add", {"a": 1, "b": 1}),), "tool_calls", Usage.of(1, 1))
+
+    runtime = make_runtime([])
+    runtime.providers = FunctionProvider(answer)
+    job = await runtime.submit("main@1.0.0", "q")
+    task = asyncio.create_task(runtime.drive(job.id))
+    while calls < 2:
+        await asyncio.sleep(0)
+    other = await runtime.store.get(job.id)
+    assert other is not None
+    other.fire("cancel")
+    await runtime.store.save(other, expected_version=other.version)  # as another process would
+    gate.set()
+    final = await asyncio.wait_for(task, 2)
+    assert final.status is S.CANCELED
+    assert final.total_steps == 1  # the step in flight was abandoned
+    assert final.usage == Usage.of(2, 2)  # but what it spent is counted
+
+
+async def test_status_update_applies_table_edges_only() -> None:
+    runtime = make_runtime([Reply("x")])
+    job = await runtime.submit("main@1.0.0", "q")
+    with pytest.raises(IllegalTransition, match="completed"):
+        await runtime.update_status(job.id, "completed")
+    job = await runtime.update_status(job.id, "failed")
+    assert job.status is S.FAILED
+    job = await runtime.update_status(job.id, "queued")  # follow_up edge
+    assert job.status is S.QUEUED
+
+
+async def test_events_are_typed_and_a_failing_subscriber_never_breaks_a_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1})), Reply("x")])
+    seen: list[JobEvent] = []
+
+    def broken(event: JobEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    runtime.events.subscribe(broken)
+    runtime.events.subscribe(seen.append)
+    with caplog.at_level(logging.ERROR):
+        job = await runtime.run("main@1.0.0", "q")
+    assert job.status is S.COMPLETED
+    assert "subscriber bug" in caplog.text or "failed" in caplog.text
+    kinds = [e.kind for e in seen]
+    assert kinds.count("step") == 2 and "toolCall" in kinds and kinds[-1] == "transition"
+    assert all(e.job_id == job.id and e.expert_key == "main@1.0.0" for e in seen)
+
+
+async def test_stream_of_one_job_ends_at_a_resting_status() -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1})), Reply("x")])
+    job = await runtime.submit("main@1.0.0", "q")
+    collected: list[JobEvent] = []
+
+    async def consume() -> None:
+        async for event in runtime.events.stream(job.id):
+            collected.append(event)
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    await runtime.drive(job.id)
+    await asyncio.wait_for(consumer, 2)
+    assert collected[-1].status is S.COMPLETED
+
+
+async def test_checkpoint_cost_does_not_grow_with_history() -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1}))] * 100 + [Reply("x")])
+    job = await runtime.run("main@1.0.0", "q", max_steps=200)
+    cps = await checkpoints(runtime, job)
+    assert [c.seq for c in cps] == list(range(1, len(cps) + 1))
+    assert max(len(c.new_messages) for c in cps[5:]) <= 2  # a delta, never the whole history
+    assert cps[-1].message_count == 202
+
+
+async def test_worker_runs_every_queued_job_concurrently() -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1})), Reply("x")])
+    jobs = [await runtime.submit("main@1.0.0", f"q{i}") for i in range(20)]
+    worker = Worker(runtime, concurrency=5)
+    assert await worker.run_until_idle() == 20
+    for job in jobs:
+        assert (await runtime.get(job.id)).status is S.COMPLETED
+
+
+async def test_graceful_stop_hands_running_jobs_back_to_the_queue() -> None:
+    started = asyncio.Event()
+    runtime = make_runtime([])
+    runtime.providers = _blocking_provider(started)
+    job = await runtime.submit("main@1.0.0", "q")
+    worker = Worker(runtime, concurrency=2, poll_interval=0.01)
+    await worker.start()
+    await asyncio.wait_for(started.wait(), 2)
+    await worker.stop(grace=0.05)
+    stored = await runtime.get(job.id)
+    assert stored.status is S.QUEUED and stored.lease_owner is None
+
+
+async def test_a_restarted_worker_takes_back_what_it_held() -> None:
+    runtime = make_runtime([Reply("x")])
+    job = await runtime.submit("main@1.0.0", "q")
+    claimed = await runtime.store.claim("w1", now=runtime.clock.now(), lease_seconds=30)
+    assert claimed is not None
+    claimed.fire("start")
+    await runtime.store.save(claimed, expected_version=claimed.version)  # then w1 "dies"
+    assert await Worker(runtime, worker_id="w1").run_until_idle() == 1
+    assert (await runtime.get(job.id)).status is S.COMPLETED
+
+
+async def test_sweeper_recovers_lapsed_leases_and_expires_waiting_jobs(clock: FakeClock) -> None:
+    settings = RuntimeSettings(lease_seconds=10, queued_expiry_seconds=60, paused_expiry_seconds=120)
+    runtime = make_runtime([ToolCalls.of(("ask", {"question": "?"}))], settings=settings, clock=clock)
+    stalled = await runtime.submit("main@1.0.0", "stalled")
+    claimed = await runtime.store.claim("dead", now=clock.now(), lease_seconds=10, job_id=stalled.id)
+    assert claimed is not None
+    claimed.fire("start")
+    await runtime.store.save(claimed, expected_version=claimed.version)
+    paused = await runtime.run("main@1.0.0", "paused")
+    waiting = await runtime.submit("main@1.0.0", "waiting")
+    clock.advance(11)
+    report = await sweep(runtime)
+    assert report.recovered == [stalled.id]
+    assert (await runtime.get(stalled.id)).status is S.QUEUED
+    clock.advance(61)
+    report = await sweep(runtime)
+    assert set(report.expired) == {stalled.id, waiting.id}
+    clock.advance(60)
+    report = await sweep(runtime)
+    assert report.expired == [paused.id]
+    for job_id in (stalled.id, waiting.id, paused.id):
+        job = await runtime.get(job_id)
+        assert job.status is S.EXPIRED
+        last = (await runtime.store.list_checkpoints(job_id, take=1000))[0][-1]
+        assert last.status is S.EXPIRED
+
+
+async def test_provider_answer_with_text_part_only_completes() -> None:
+    runtime = make_runtime([])
+    runtime.providers = FunctionProvider(lambda r: GenerationResponse((TextPart("hi"),), "stop", Usage.of(1, 1)))
+    job = await runtime.run("main@1.0.0", "q")
+    assert job.status is S.COMPLETED
