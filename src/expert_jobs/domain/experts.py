@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,7 +79,11 @@ class ExpertDefinition(BaseModel):
         return self.parsed_key.version
 
     def digest(self) -> dict[str, Any]:
-        """The compact form a job carries in its ``expert`` field."""
+        """The compact form a job carries in its ``expert`` field (computed once; do not mutate)."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> dict[str, Any]:
         key = self.parsed_key
         return {
             "key": self.key,

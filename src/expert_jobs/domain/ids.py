@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
@@ -10,23 +9,39 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["ID_LENGTH", "ID_PATTERN", "ResourceId", "derived_id", "is_id", "new_id", "validate_id"]
+__all__ = ["ID_LENGTH", "ID_PATTERN", "ResourceId", "checkpoint_id", "derived_id", "is_id", "new_id", "validate_id"]
 
 ID_LENGTH = 24
 ID_PATTERN = re.compile(r"^[a-z0-9]{24}$", re.ASCII)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
-_b32 = base64.b32encode
+_SYMBOLS = _LETTERS + "0123456789"
+# Random bytes become symbols through translation tables; the bytes that would bias the
+# distribution (those past the last whole multiple of the alphabet's size) are deleted.
+_TO_SYMBOL = bytes(ord(_SYMBOLS[b % 36]) if b < 252 else 0 for b in range(256))
+_TO_LETTER = bytes(ord(_LETTERS[b % 26]) if b < 234 else 0 for b in range(256))
+_NOT_SYMBOL = bytes(range(252, 256))
+_NOT_LETTER = bytes(range(234, 256))
 _urandom = os.urandom
 
 
-def new_id() -> str:
-    """A fresh id from the operating system's secure random source (~119 bits of entropy).
+def _encode(raw: bytes) -> str | None:
+    """24 unbiased symbols from ``raw`` (the first a letter), or ``None`` if too few bytes survive."""
+    letters = raw[:8].translate(_TO_LETTER, _NOT_LETTER)
+    symbols = raw[8:].translate(_TO_SYMBOL, _NOT_SYMBOL)
+    if not letters or len(symbols) < ID_LENGTH - 1:
+        return None
+    return (letters[:1] + symbols[: ID_LENGTH - 1]).decode("ascii")
 
-    15 random bytes are exactly 24 base32 symbols (``a-z2-7``, lower-cased); the first symbol is
-    replaced by a letter chosen by a 16th random byte so every id starts with one.
+
+def new_id() -> str:
+    """A fresh id from the operating system's secure random source (~118 bits of entropy).
+
+    Uniform symbols: a letter, then 23 of ``[a-z0-9]``, each drawn by rejection from random bytes.
     """
-    raw = _urandom(16)
-    return _LETTERS[raw[0] % 26] + _b32(raw[1:]).decode("ascii")[1:].lower()
+    while True:
+        encoded = _encode(_urandom(40))
+        if encoded is not None:
+            return encoded
 
 
 def is_id(value: object) -> bool:
@@ -49,10 +64,27 @@ ResourceId = Annotated[str, AfterValidator(validate_id)]
 """A pydantic-validated id field (the spec's ``^[a-z0-9]+$``, length 24)."""
 
 
+def checkpoint_id(job_id: str, seq: int) -> str:
+    """The id of a job's ``seq``-th checkpoint: the job id's first 15 symbols, ``c``, then ``seq`` in
+    base 36 on 8 symbols. Stable (a step repeated after a crash rewrites the same id), unique
+    within the job and, through the job id's randomness, across jobs.
+    """
+    digits = []
+    for _ in range(8):
+        seq, rest = divmod(seq, 36)
+        digits.append(_SYMBOLS[rest])
+    return job_id[:15] + "c" + "".join(reversed(digits))
+
+
 def derived_id(*parts: str | int) -> str:
     """A stable id derived from ``parts`` (e.g. a checkpoint's job id and sequence number).
 
     Same parts, same id: a step repeated after a crash writes the same checkpoint id again.
     """
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16).digest()
-    return _LETTERS[digest[0] % 26] + _b32(digest[1:]).decode("ascii")[1:].lower()
+    seed = "\x1f".join([str(p) for p in parts]).encode()
+    while True:
+        digest = hashlib.blake2b(seed, digest_size=64).digest()
+        encoded = _encode(digest)
+        if encoded is not None:
+            return encoded
+        seed = digest

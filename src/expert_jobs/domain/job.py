@@ -123,10 +123,7 @@ class Job:
 
     def copy(self) -> Job:
         """A shallow copy (stores hand out copies so callers never alias their state)."""
-        clone = Job.__new__(Job)
-        for name in Job.__slots__:
-            setattr(clone, name, getattr(self, name))
-        return clone
+        return _copy_job(self)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, status={self.status.value!r}, step={self.current_step}, v={self.version})"
@@ -166,6 +163,17 @@ class Job:
         if self.interactive_tool_call_result is not None:
             body["interactiveToolCallResult"] = self.interactive_tool_call_result
         return body
+
+
+def _compile_copy() -> Any:
+    # One straight-line function (no getattr/setattr loop): a copy is on every store write.
+    body = "\n".join(f"    clone.{name} = job.{name}" for name in Job.__slots__)
+    namespace: dict[str, Any] = {"new": object.__new__, "Job": Job}
+    exec(f"def copy_job(job):\n    clone = new(Job)\n{body}\n    return clone", namespace)
+    return namespace["copy_job"]
+
+
+_copy_job = _compile_copy()
 
 
 @dataclass(frozen=True, slots=True)

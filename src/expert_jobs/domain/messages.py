@@ -103,7 +103,7 @@ class AssistantMessage:
     tool_calls: tuple[ToolCall, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tool_calls", tuple(p for p in self.parts if type(p) is ToolCall))
+        object.__setattr__(self, "tool_calls", tuple([p for p in self.parts if type(p) is ToolCall]))
 
     @property
     def text(self) -> str:

@@ -40,13 +40,19 @@ class Usage(BaseModel):
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            total_tokens=self.total_tokens + other.total_tokens,
-            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
-        )
+        # Sums of valid usages are valid: skip validation (this runs several times a step).
+        total = _new_usage(Usage)
+        _set(total, "__dict__", {
+            "input_tokens": self.input_tokens + other.input_tokens,
+            "output_tokens": self.output_tokens + other.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens + other.reasoning_tokens,
+            "total_tokens": self.total_tokens + other.total_tokens,
+            "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
+        })
+        _set(total, "__pydantic_fields_set__", _ALL_FIELDS)
+        _set(total, "__pydantic_extra__", None)
+        _set(total, "__pydantic_private__", None)
+        return total
 
     def invariant_violations(self) -> list[str]:
         """What breaks the one meaning of usage (empty when consistent)."""
@@ -80,6 +86,10 @@ class Usage(BaseModel):
             "cachedInputTokens": self.cached_input_tokens,
         }
 
+
+_new_usage = object.__new__
+_set = object.__setattr__
+_ALL_FIELDS = frozenset(Usage.model_fields)
 
 ZERO_USAGE = Usage()
 """The usage of nothing; the start of every sum."""

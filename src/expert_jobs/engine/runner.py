@@ -17,7 +17,7 @@ from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation
 from expert_jobs.domain.errors import ExpertJobsError, ProviderError, StaleJobVersion
 from expert_jobs.domain.events import EventKind, JobEvent
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
-from expert_jobs.domain.ids import derived_id
+from expert_jobs.domain.ids import checkpoint_id, derived_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.messages import (
@@ -44,11 +44,6 @@ _log = logging.getLogger("expert_jobs.engine")
 S = JobStatus
 _PROCESSING = S.PROCESSING
 _DELEGATING = S.REQUEST_DELEGATE_RESULT
-_DELEGATE_PARAMS = {
-    "type": "object",
-    "properties": {"query": {"type": "string", "description": "What the delegate expert should do"}},
-    "required": ["query"],
-}
 
 
 def root_run_id(job_id: str) -> str:
@@ -90,6 +85,7 @@ class _Run:
     """One expert's pass inside the job (the root run or a delegate's child run)."""
 
     __slots__ = (
+        "delegates",
         "delegations",
         "error",
         "expert",
@@ -102,6 +98,7 @@ class _Run:
         "parent_id",
         "partial",
         "pending",
+        "request",
         "retry_count",
         "saved_count",
         "state",
@@ -129,6 +126,8 @@ class _Run:
         self.error: dict[str, Any] | None = None
         self.tools: tuple[ToolDeclaration, ...] = ()
         self.interactive: frozenset[str] = frozenset()
+        self.delegates: dict[str, str] = {}
+        self.request: GenerationRequest | None = None
 
 
 class JobRunner:
@@ -146,6 +145,7 @@ class JobRunner:
         self.cancel_requested = False
         self.task: asyncio.Task[Job] | None = None
         self._lock = asyncio.Lock()
+        self._parallel = 0  # child runs writing concurrently: their writes take the lock
         self._in_write = False
         self._runs: dict[str, _Run] = {}
         self._root: _Run | None = None
@@ -247,17 +247,7 @@ class JobRunner:
         self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
     ) -> _Run:
         run = _Run(run_id, expert, parent_id, parent_call_id)
-        declarations: list[ToolDeclaration] = [self._rt.tool(name).declaration for name in expert.tools]
-        if run.is_root:
-            declarations.extend(
-                ToolDeclaration(t.name, t.description, t.input_schema) for t in expert.interactive_tools
-            )
-            run.interactive = frozenset(t.name for t in expert.interactive_tools)
-        for key in expert.delegates:
-            delegate = self._rt.resolve_expert(key)
-            description = delegate.description or f"Delegate a task to the expert {delegate.key}."
-            declarations.append(ToolDeclaration(delegate_tool_name(key), description, _DELEGATE_PARAMS))
-        run.tools = tuple(declarations)
+        run.tools, run.interactive, run.delegates = self._rt.toolset(expert, root=run.is_root)
         self._runs[run_id] = run
         if run.is_root:
             self._root = run
@@ -290,10 +280,20 @@ class JobRunner:
 
     async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
         rt = self._rt
+        if len(calls) == 1 and calls[0].name in run.expert.tools:
+            # The common step: one ordinary tool call.
+            call = calls[0]
+            tool = rt.tool(call.name)
+            if self._bus.active:
+                self._emit_calls(run, ((call, tool),))
+            content, is_error = await tool.call(call.arguments)
+            run.messages.append(ToolResultsMessage((ToolResult(call.id, call.name, content, is_error),)))
+            await self._write(run, None, "step", new_step=True)
+            return
         results: dict[str, ToolResult] = {}
         ordinary: list[tuple[ToolCall, Tool]] = []
         waiting: list[ToolCall] = []
-        delegate_names = {delegate_tool_name(k): k for k in run.expert.delegates}
+        delegate_names = run.delegates
         for call in calls:
             if call.name in run.expert.tools:
                 ordinary.append((call, rt.tool(call.name)))
@@ -381,11 +381,14 @@ class JobRunner:
         if len(todo) == 1:
             outcomes = [await self._child(run, todo[0], latest.get(todo[0].run_id))]
         else:
+            self._parallel += 1
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = [group.create_task(self._child(run, d, latest.get(d.run_id))) for d in todo]
             except BaseExceptionGroup as failures:
                 raise _most_urgent(failures) from None
+            finally:
+                self._parallel -= 1
             outcomes = [t.result() for t in tasks]
         run.partial = run.partial + tuple(outcomes)
 
@@ -417,35 +420,47 @@ class JobRunner:
         provider = self._provider
         assert provider is not None
         settings = self._settings
-        request = GenerationRequest(
-            job.model,
-            run.expert.instruction,
-            run.messages,
-            run.tools,
-            job.temperature,
-            settings.max_output_tokens,
-            settings.reasoning,
-            self._timeout,
-            run.id,
-            run.expert.key,
-        )
+        request = run.request
+        if request is None or request.messages is not run.messages:
+            # One request per run: its history is the run's live message list.
+            request = run.request = GenerationRequest(
+                job.model,
+                run.expert.instruction,
+                run.messages,
+                run.tools,
+                job.temperature,
+                settings.max_output_tokens,
+                settings.reasoning,
+                self._timeout,
+                run.id,
+                run.expert.key,
+            )
+        watchdog = self._rt.watchdog
+        timeout = self._timeout
         while True:
             if self.cancel_requested:
                 raise _Canceled
+            task = asyncio.current_task()
+            assert task is not None
+            watchdog.arm(task, timeout)
             try:
-                async with asyncio.timeout(self._timeout):
-                    response = await provider.generate(request)
+                response = await provider.generate(request)
                 if not response.parts:
                     raise ProviderError("the model returned no output", kind="empty_output",
                                         usage=response.usage, provider=response.provider)
-            except TimeoutError:
-                error = ProviderError(f"generation timed out after {self._timeout:g} s", kind="timeout")
+            except asyncio.CancelledError:
+                if not watchdog.fired(task):
+                    raise
+                task.uncancel()
+                error = ProviderError(f"generation timed out after {timeout:g} s", kind="timeout")
             except ProviderError as exc:
                 error = exc
             else:
                 run.retry_count = 0
-                run.unsaved = run.unsaved + response.usage
+                run.unsaved = response.usage if run.unsaved is ZERO_USAGE else run.unsaved + response.usage
                 return response
+            finally:
+                watchdog.disarm(task)
             if isinstance(error.usage, Usage):
                 run.unsaved = run.unsaved + error.usage
             if not error.retryable:
@@ -566,7 +581,19 @@ class JobRunner:
         (every run's, with ``absorb_all``). A lost race (``StaleJobVersion``) means someone else
         moved the job: a cancel request unwinds as a cancellation, anything else as a lost lease.
         """
-        async with self._lock:
+        if self._parallel:
+            async with self._lock:
+                await self._write_locked(run, trigger, kind, new_step, absorb_all, force)
+        else:
+            await self._write_locked(run, trigger, kind, new_step, absorb_all, force)
+        if self.cancel_requested and not force:
+            raise _Canceled
+
+    async def _write_locked(
+        self, run: _Run | None, trigger: str | None, kind: CheckpointKind, new_step: bool, absorb_all: bool,
+        force: bool,
+    ) -> None:
+        if True:
             job = self.job
             expected = job.version
             now_mono = self._clock.monotonic()
@@ -576,12 +603,13 @@ class JobRunner:
             if new_step:
                 job.total_steps += 1
                 job.current_step = job.total_steps
-            absorbed: list[_Run] = list(self._runs.values()) if absorb_all else [run] if run is not None else []
+            absorbed = self._runs.values() if absorb_all else (run,) if run is not None else ()
             step_usage = ZERO_USAGE
             for each in absorbed:
-                if each.unsaved is not ZERO_USAGE:
-                    step_usage = step_usage + each.unsaved
-                    each.usage = each.usage + each.unsaved
+                unsaved = each.unsaved
+                if unsaved is not ZERO_USAGE:
+                    step_usage = unsaved if step_usage is ZERO_USAGE else step_usage + unsaved
+                    each.usage = unsaved if each.usage is ZERO_USAGE else each.usage + unsaved
             if step_usage is not ZERO_USAGE:
                 job.usage = job.usage + step_usage
             if trigger is not None:
@@ -592,7 +620,7 @@ class JobRunner:
                 seq = job.checkpoint_seq + 1
                 messages = run.messages
                 checkpoint = Checkpoint(
-                    derived_id(job.id, seq),
+                    checkpoint_id(job.id, seq),
                     job.id,
                     run.id,
                     seq,
@@ -633,8 +661,6 @@ class JobRunner:
                 run.saved_count = len(run.messages)
             if self._bus.active:
                 self._publish_written(run, checkpoint, kind, new_step, step_usage)
-        if self.cancel_requested and not force:
-            raise _Canceled
 
     def _publish_written(
         self, run: _Run | None, checkpoint: Checkpoint | None, kind: str, new_step: bool, step_usage: Usage

@@ -11,8 +11,9 @@ from typing import Any
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
 from expert_jobs.domain.events import JobEvent
 from expert_jobs.domain.errors import CannotContinue, IllegalTransition, JobNotFound, UnknownExpert, UsageError
-from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec
-from expert_jobs.domain.ids import derived_id, new_id
+from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec, delegate_tool_name
+from expert_jobs.domain.ids import checkpoint_id as make_checkpoint_id
+from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.lifecycle import allowed_triggers, fire, trigger_for
 from expert_jobs.domain.messages import AssistantMessage, Message, ToolResult, ToolResultsMessage
@@ -24,13 +25,19 @@ from expert_jobs.engine.files import Workspace, user_message
 from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.tools import Tool
+from expert_jobs.engine.watchdog import Watchdog
 from expert_jobs.ports.clock import Clock, SystemClock
-from expert_jobs.ports.provider import Provider, ProviderResolver
+from expert_jobs.ports.provider import Provider, ProviderResolver, ToolDeclaration
 from expert_jobs.ports.store import JobStore
 
 __all__ = ["Runtime"]
 
 S = JobStatus
+_DELEGATE_PARAMS = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "description": "What the delegate expert should do"}},
+    "required": ["query"],
+}
 _FOLLOW_UP_FROM = frozenset({S.COMPLETED, S.EXCEEDED_MAX_STEPS, S.FAILED})
 _BRANCH_STATUS: dict[str, JobStatus] = {
     "running": S.QUEUED,
@@ -68,6 +75,7 @@ class Runtime:
             store = MemoryStore()
         self.store: JobStore = store
         self.providers = providers
+        self.watchdog = Watchdog()
         self.settings = settings or RuntimeSettings()
         self.clock: Clock = clock or SystemClock()
         self.events = EventBus()
@@ -75,6 +83,10 @@ class Runtime:
         self.workspace = Workspace(workspace) if isinstance(workspace, str) else workspace
         self.experts = ExpertRegistry()
         self._tools: dict[str, Tool] = {}
+        self._toolsets: dict[
+            tuple[str, bool],
+            tuple[ExpertDefinition, tuple[tuple[ToolDeclaration, ...], frozenset[str], dict[str, str]]],
+        ] = {}
         self._active: dict[str, JobRunner] = {}
         self._wakeups: list[asyncio.Event] = []
         for each in tools:
@@ -88,6 +100,7 @@ class Runtime:
         """Register a tool (a :class:`Tool` or a function, described from its hints and docstring)."""
         made = fn if isinstance(fn, Tool) else Tool.from_function(fn, name=name)
         self._tools[made.name] = made
+        self._toolsets.clear()
         return made
 
     def add_expert(
@@ -123,7 +136,34 @@ class Runtime:
                 delegates=tuple(delegates),
             )
         self.experts.add(expert)
+        self._toolsets.clear()
         return expert
+
+    def toolset(
+        self, expert: ExpertDefinition, *, root: bool
+    ) -> tuple[tuple[ToolDeclaration, ...], frozenset[str], dict[str, str]]:
+        """What a run of ``expert`` offers the model: declarations, interactive tool names (root runs
+        only) and delegate tool names -> expert keys. Cached until an expert or tool is added."""
+        cached = self._toolsets.get((expert.key, root))
+        if cached is not None and cached[0] is expert:
+            return cached[1]
+        declarations: list[ToolDeclaration] = [self.tool(name).declaration for name in expert.tools]
+        interactive: frozenset[str] = frozenset()
+        if root:
+            declarations.extend(
+                ToolDeclaration(t.name, t.description, t.input_schema) for t in expert.interactive_tools
+            )
+            interactive = frozenset(t.name for t in expert.interactive_tools)
+        delegates: dict[str, str] = {}
+        for key in expert.delegates:
+            delegate = self.resolve_expert(key)
+            description = delegate.description or f"Delegate a task to the expert {delegate.key}."
+            name = delegate_tool_name(key)
+            delegates[name] = key
+            declarations.append(ToolDeclaration(name, description, _DELEGATE_PARAMS))
+        made = (tuple(declarations), interactive, delegates)
+        self._toolsets[(expert.key, root)] = (expert, made)
+        return made
 
     def tool(self, name: str) -> Tool:
         """The registered tool ``name``."""
@@ -139,12 +179,22 @@ class Runtime:
             raise UnknownExpert(key)
         return expert
 
+    @property
+    def providers(self) -> Provider | ProviderResolver:
+        """One provider for every model, or a resolver choosing per model and application."""
+        return self._providers
+
+    @providers.setter
+    def providers(self, providers: Provider | ProviderResolver) -> None:
+        # Checking a runtime protocol costs microseconds: decide once, not per job.
+        self._providers = providers
+        self._resolver = providers if isinstance(providers, ProviderResolver) else None
+
     def provider_for(self, job: Job) -> Provider:
         """The provider that serves the job's model for the job's application."""
-        providers = self.providers
-        if isinstance(providers, ProviderResolver):
-            return providers.resolve(job.model, application_id=job.application_id)
-        return providers
+        if self._resolver is not None:
+            return self._resolver.resolve(job.model, application_id=job.application_id)
+        return self._providers  # type: ignore[return-value]
 
     def check_ready(self, expert: ExpertDefinition) -> None:
         """Refuse an expert whose tools or delegates are not registered (before a job is written)."""
@@ -361,7 +411,7 @@ class Runtime:
         self._apply_overrides(job, model, temperature, max_steps, max_retries)
         first = dataclasses.replace(
             checkpoint,
-            id=derived_id(job.id, 1),
+            id=make_checkpoint_id(job.id, 1),
             job_id=job.id,
             run_id=root_run_id(job.id),
             seq=1,
@@ -477,7 +527,7 @@ class Runtime:
         base = root or _empty_root(job)
         checkpoint = dataclasses.replace(
             base,
-            id=derived_id(job.id, seq),
+            id=make_checkpoint_id(job.id, seq),
             seq=seq,
             step=job.current_step,
             kind=kind,

@@ -119,12 +119,11 @@ class Tool:
             parsed = self._args_model.model_validate(arguments)
         except ValidationError as exc:
             return f"Invalid arguments for tool {self.name}: {validation_reason(exc, 'arguments')}", True
-        kwargs = {name: getattr(parsed, name) for name in self._param_names}
         try:
             if self._is_async:
-                result = await self._fn(**kwargs)
+                result = await self._fn(**parsed.__dict__)
             else:
-                result = await asyncio.to_thread(self._fn, **kwargs)
+                result = await asyncio.to_thread(self._fn, **parsed.__dict__)
         except Exception as exc:
             return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
         return _render(result), False

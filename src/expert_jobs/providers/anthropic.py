@@ -7,6 +7,8 @@ Mapping, in one pass over the history:
   / ``redacted_thinking`` blocks (Anthropic's own, with their signatures, in order), ``text`` and
   ``tool_use`` blocks; a tool-results message ONE user message of ``tool_result`` blocks in call order,
   ``is_error`` set on failures. Consecutive messages of one role are merged.
+- ``cache_control: {"type": "ephemeral"}`` (top level) caches the prompt up to the last block, so
+  every step of a job re-reads the history from the cache (``prompt_caching=False`` turns it off).
 - ``max_tokens`` is always sent: the request's cap, else the model's maximum capped at
   ``default_max_tokens`` (plus the thinking budget when thinking is on).
 - Thinking: ``ReasoningSettings(budget_tokens=...)`` (or an effort, mapped to a budget) enables
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from expert_jobs.domain.errors import ProviderError
 from expert_jobs.domain.messages import (
@@ -34,11 +36,12 @@ from expert_jobs.domain.messages import (
     TextPart,
     ThinkingPart,
     ToolCall,
+    ToolResultsMessage,
     UserMessage,
 )
 from expert_jobs.domain.models import ModelInfo
 from expert_jobs.domain.usage import Usage
-from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse
+from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse, ToolDeclaration
 from expert_jobs.providers._common import (
     DEFAULT_MAX_OUTPUT_TOKENS,
     DEFAULT_TIMEOUT,
@@ -50,6 +53,7 @@ from expert_jobs.providers._common import (
     error_from_status,
     file_as_text,
     int_at,
+    missing_sdk,
     object_schema,
     transport_error,
     unsupported_file,
@@ -59,8 +63,6 @@ try:
     import anthropic
     import httpx2
 except ImportError as exc:  # pragma: no cover - only without the extra installed
-    from expert_jobs.providers._common import missing_sdk
-
     raise missing_sdk("anthropic", "anthropic") from exc
 
 __all__ = ["AnthropicProvider", "anthropic_usage"]
@@ -105,6 +107,8 @@ class AnthropicProvider(AdapterBase):
     Pass an ``anthropic.AsyncAnthropic`` ``client`` of your own, or ``api_key`` / ``base_url`` /
     ``http_client`` (an ``httpx2.AsyncClient``, e.g. on a mock transport) to have one created. The
     SDK's own retries are switched off either way: the engine's ``maxRetries`` is the only retry layer.
+    ``prompt_caching`` (on by default) sends a top-level ``cache_control`` breakpoint so each step of a
+    job reads the history the previous step wrote to Anthropic's prompt cache.
     """
 
     name: ClassVar[str] = "anthropic"
@@ -119,6 +123,7 @@ class AnthropicProvider(AdapterBase):
         catalogue: Mapping[str, ModelInfo] | None = None,
         default_timeout: float = DEFAULT_TIMEOUT,
         default_max_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        prompt_caching: bool = True,
     ) -> None:
         super().__init__(catalogue=catalogue, default_timeout=default_timeout)
         self._owns_client = client is None
@@ -130,6 +135,7 @@ class AnthropicProvider(AdapterBase):
             client = client.with_options(max_retries=0)
         self._client = client
         self._default_max_tokens = default_max_tokens
+        self._cache_control: Any = {"type": "ephemeral"} if prompt_caching else anthropic.omit
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -149,19 +155,23 @@ class AnthropicProvider(AdapterBase):
             message = await self._client.messages.create(
                 model=request.model,
                 max_tokens=max_tokens,
-                messages=self._messages(request.model, request.messages),  # type: ignore[arg-type]
+                messages=cast(Any, self._messages(request.model, request.messages)),
                 system=request.system or anthropic.omit,
-                tools=[
-                    {"name": t.name, "description": t.description, "input_schema": object_schema(t.input_schema)}
-                    for t in request.tools
-                ]
-                or anthropic.omit,
-                thinking=thinking or anthropic.omit,  # type: ignore[arg-type]
+                tools=cast(Any, self._tools(request.tools)) or anthropic.omit,
+                thinking=cast(Any, thinking) if thinking else anthropic.omit,
+                cache_control=self._cache_control,
                 timeout=self.timeout_for(request),
             )
         except anthropic.AnthropicError as exc:
             raise self._classify(exc) from exc
         return self._response(message)
+
+    @staticmethod
+    def _tools(tools: Sequence[ToolDeclaration]) -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "description": t.description, "input_schema": object_schema(t.input_schema)}
+            for t in tools
+        ]
 
     def _limits(self, request: GenerationRequest, info: ModelInfo) -> tuple[int, dict[str, Any] | None]:
         """``max_tokens`` and the ``thinking`` setting (``None``: leave the model's default)."""
@@ -171,7 +181,9 @@ class AnthropicProvider(AdapterBase):
             disabled = reasoning is not None and info.reasons
             return max_tokens, {"type": "disabled"} if disabled else None
         budget = reasoning.budget_tokens or EFFORT_BUDGETS[reasoning.effort or "medium"]
-        max_tokens = request.max_output_tokens or min(info.max_output_tokens, budget + self._default_max_tokens)
+        max_tokens = request.max_output_tokens or min(
+            info.max_output_tokens, budget + self._default_max_tokens
+        )
         budget = min(budget, max_tokens - 1)
         if budget < _MIN_THINKING_BUDGET:
             raise self.error(
@@ -187,16 +199,17 @@ class AnthropicProvider(AdapterBase):
         for message in messages:
             role = "user"
             if type(message) is UserMessage:
-                content = [self._user_block(model, part) for part in message.parts if part != _EMPTY_TEXT]
+                content = [self._user_block(model, part) for part in message.parts if _non_empty(part)]
             elif type(message) is AssistantMessage:
                 role = "assistant"
                 content = [block for part in message.parts if (block := _assistant_block(part)) is not None]
             else:
+                assert type(message) is ToolResultsMessage
                 content = [
                     {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": True}
                     if r.is_error
                     else {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content}
-                    for r in message.results  # type: ignore[union-attr]
+                    for r in message.results
                 ]
             if not content:
                 continue
@@ -210,7 +223,11 @@ class AnthropicProvider(AdapterBase):
         if type(part) is TextPart:
             return {"type": "text", "text": part.text}
         assert type(part) is FilePart
-        source = {"type": "base64", "media_type": part.media_type, "data": base64.b64encode(part.data).decode()}
+        source = {
+            "type": "base64",
+            "media_type": part.media_type,
+            "data": base64.b64encode(part.data).decode(),
+        }
         if part.media_type in IMAGE_MEDIA_TYPES:
             return {"type": "image", "source": source}
         if part.media_type == PDF_MEDIA_TYPE:
@@ -241,13 +258,17 @@ class AnthropicProvider(AdapterBase):
             kind = _ERROR_TYPES.get(exc.type or "")
             if kind == "bad_request" and "credit balance" in message.lower():
                 kind = "billing"
-            return error_from_status(self.name, exc.status_code, message, kind=kind, headers=exc.response.headers)
+            return error_from_status(
+                self.name, exc.status_code, message, kind=kind, headers=exc.response.headers
+            )
         return transport_error(self.name, exc) or ProviderError(
             f"{self.name} SDK error: {exc}", kind="other", provider=self.name
         )
 
 
-_EMPTY_TEXT = TextPart("")
+def _non_empty(part: TextPart | FilePart) -> bool:
+    """Whether a user part carries anything (Anthropic rejects empty text blocks)."""
+    return type(part) is not TextPart or bool(part.text)
 
 
 def _assistant_block(part: AssistantPart) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from expert_jobs.domain.messages import (
     TextPart,
     ThinkingPart,
     ToolCall,
+    ToolResultsMessage,
     UserMessage,
 )
 from expert_jobs.domain.models import ModelInfo
@@ -55,6 +56,7 @@ from expert_jobs.providers._common import (
     file_as_text,
     int_at,
     load_arguments,
+    missing_sdk,
     object_schema,
     result_text,
     transport_error,
@@ -66,8 +68,6 @@ try:
     import openai
     from openai.types import responses as rtypes
 except ImportError as exc:  # pragma: no cover - only without the extra installed
-    from expert_jobs.providers._common import missing_sdk
-
     raise missing_sdk("openai", "openai") from exc
 
 __all__ = ["OpenAIProvider", "openai_client", "openai_error", "openai_usage"]
@@ -90,7 +90,9 @@ def openai_client(
 ) -> tuple[openai.AsyncOpenAI, bool]:
     """The client to use (retries off) and whether the adapter created it (and so must close it)."""
     if client is None:
-        created = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0)
+        created = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, http_client=http_client, max_retries=0
+        )
         return created, True
     return (client if client.max_retries == 0 else client.with_options(max_retries=0)), False
 
@@ -252,9 +254,10 @@ class OpenAIProvider(AdapterBase):
                     elif replay_reasoning and (item := _reasoning_item(part)) is not None:
                         append(item)
             else:
+                assert type(message) is ToolResultsMessage
                 items.extend(
                     {"type": "function_call_output", "call_id": r.call_id, "output": result_text(r)}
-                    for r in message.results  # type: ignore[union-attr]
+                    for r in message.results
                 )
         return items
 
@@ -291,7 +294,9 @@ class OpenAIProvider(AdapterBase):
                         refused = True
                         parts.append(TextPart(content.refusal))
             elif isinstance(item, rtypes.ResponseFunctionToolCall):
-                parts.append(ToolCall(item.call_id, item.name, load_arguments(self.name, item.name, item.arguments)))
+                parts.append(
+                    ToolCall(item.call_id, item.name, load_arguments(self.name, item.name, item.arguments))
+                )
             elif isinstance(item, rtypes.ResponseReasoningItem):
                 summary = [{"type": "summary_text", "text": s.text} for s in item.summary]
                 parts.append(

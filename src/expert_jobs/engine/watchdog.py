@@ -1,0 +1,57 @@
+"""Generation timeouts for many concurrent calls at the cost of a dict entry each.
+
+``asyncio.timeout`` schedules and cancels a timer per call (several µs on the hot path); the
+watchdog instead keeps one deadline per in-flight call and one task that wakes every ``period``
+(at most 1 s, at most a quarter of the timeout) to cancel the calls that overran. A timeout is
+therefore enforced within one period of its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["Watchdog"]
+
+
+class Watchdog:
+    """Cancels tasks whose generation overran its deadline; see :meth:`fired` to tell why."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[asyncio.Task[object], float] = {}
+        self._fired: set[asyncio.Task[object]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._period = 1.0
+
+    def arm(self, task: asyncio.Task[object], timeout: float) -> None:
+        """Cancel ``task`` if it is still armed ``timeout`` seconds from now."""
+        loop = task.get_loop()
+        self._deadlines[task] = loop.time() + timeout
+        watcher = self._watcher
+        if watcher is None or watcher.done() or watcher.get_loop() is not loop or timeout / 4 < self._period:
+            self._period = min(1.0, timeout / 4)
+            if watcher is not None and not watcher.done() and watcher.get_loop() is loop:
+                watcher.cancel()
+            self._watcher = loop.create_task(self._watch(), name="expert-jobs-watchdog")
+
+    def disarm(self, task: asyncio.Task[object]) -> None:
+        """The call ended (either way) before its deadline, or is being handled."""
+        self._deadlines.pop(task, None)
+
+    def fired(self, task: asyncio.Task[object]) -> bool:
+        """Whether the watchdog cancelled ``task`` (and forget it)."""
+        if task in self._fired:
+            self._fired.discard(task)
+            return True
+        return False
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._deadlines:
+            await asyncio.sleep(self._period)
+            now = loop.time()
+            for task, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    del self._deadlines[task]
+                    if not task.done():
+                        self._fired.add(task)
+                        task.cancel("expert-jobs: generation timed out")
