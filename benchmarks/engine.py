@@ -20,7 +20,16 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from expert_jobs import MemoryStore, Reply, Runtime, RuntimeSettings, ScriptedProvider, ToolCalls, Usage, Worker
+from expert_jobs import (
+    MemoryStore,
+    Reply,
+    Runtime,
+    RuntimeSettings,
+    ScriptedProvider,
+    ToolCalls,
+    Usage,
+    Worker,
+)
 from expert_jobs.providers.scripted import Turn
 
 USAGE = Usage.of(100, 20)
@@ -32,7 +41,9 @@ async def noop(value: int = 0) -> str:
 
 
 def script(steps: int, delay: float = 0.0) -> list[Turn]:
-    turns: list[Turn] = [ToolCalls.of(("noop", {"value": i}), usage=USAGE, delay=delay) for i in range(steps - 1)]
+    turns: list[Turn] = [
+        ToolCalls.of(("noop", {"value": i}), usage=USAGE, delay=delay) for i in range(steps - 1)
+    ]
     turns.append(Reply("done", usage=USAGE, delay=delay))
     return turns
 
@@ -151,7 +162,9 @@ def median_of(repeats: int, fn: Callable[[], Awaitable[float]]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (the median is reported)")
     args = parser.parse_args()

@@ -61,7 +61,15 @@ from expert_jobs.ports.provider import (
     ToolDeclaration,
 )
 from expert_jobs.ports.store import JobStore
-from expert_jobs.providers.scripted import Call, Fail, FunctionProvider, Reply, ScriptedProvider, TestProvider, ToolCalls
+from expert_jobs.providers.scripted import (
+    Call,
+    Fail,
+    FunctionProvider,
+    Reply,
+    ScriptedProvider,
+    TestProvider,
+    ToolCalls,
+)
 from expert_jobs.stores.memory import MemoryStore
 
 __version__ = "0.1.0"

@@ -110,13 +110,17 @@ async def test_cancel_seen_by_a_worker_in_another_process_through_the_store() ->
             await gate.wait()
         from expert_jobs import ToolCall
 
-        return GenerationResponse((ToolCall(f"c{calls}", "add", {"a": 1, "b": 1}),), "tool_calls", Usage.of(1, 1))
+        return GenerationResponse(
+            (ToolCall(f"c{calls}", "add", {"a": 1, "b": 1}),), "tool_calls", Usage.of(1, 1)
+        )
 
     runtime = make_runtime([])
     runtime.providers = FunctionProvider(answer)
     job = await runtime.submit("main@1.0.0", "q")
     task = asyncio.create_task(runtime.drive(job.id))
-    while calls < 2:
+    for _ in range(1000):  # let the runner reach its second model call
+        if calls >= 2:
+            break
         await asyncio.sleep(0)
     other = await runtime.store.get(job.id)
     assert other is not None
@@ -247,6 +251,8 @@ async def test_sweeper_recovers_lapsed_leases_and_expires_waiting_jobs(clock: Fa
 
 async def test_provider_answer_with_text_part_only_completes() -> None:
     runtime = make_runtime([])
-    runtime.providers = FunctionProvider(lambda r: GenerationResponse((TextPart("hi"),), "stop", Usage.of(1, 1)))
+    runtime.providers = FunctionProvider(
+        lambda r: GenerationResponse((TextPart("hi"),), "stop", Usage.of(1, 1))
+    )
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.COMPLETED

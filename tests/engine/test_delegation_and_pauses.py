@@ -22,8 +22,10 @@ S = JobStatus
 
 
 async def test_a_delegate_starts_with_empty_history_and_just_its_query() -> None:
-    script = {"main@1.0.0": [ToolCalls.of(("helper", {"query": "find x"})), Reply("done")],
-              "helper": [Reply("x is 42")]}
+    script = {
+        "main@1.0.0": [ToolCalls.of(("helper", {"query": "find x"})), Reply("done")],
+        "helper": [Reply("x is 42")],
+    }
     runtime = make_runtime(script)
     provider = runtime.providers
     assert isinstance(provider, ScriptedProvider)
@@ -41,9 +43,14 @@ async def test_a_delegate_starts_with_empty_history_and_just_its_query() -> None
 
 
 async def test_parallel_delegates_and_their_order() -> None:
-    script = {"main@1.0.0": [ToolCalls.of(("helper", {"query": "a"}), ("add", {"a": 1, "b": 1}),
-                                          ("other", {"query": "b"})), Reply("done")],
-              "helper": [Reply("from helper")], "other": [Reply("from other")]}
+    script = {
+        "main@1.0.0": [
+            ToolCalls.of(("helper", {"query": "a"}), ("add", {"a": 1, "b": 1}), ("other", {"query": "b"})),
+            Reply("done"),
+        ],
+        "helper": [Reply("from helper")],
+        "other": [Reply("from other")],
+    }
     runtime = make_runtime(script)
     statuses: list[str] = []
     runtime.events.subscribe(lambda e: statuses.append(e.status.value) if e.kind == "transition" else None)
@@ -58,8 +65,10 @@ async def test_parallel_delegates_and_their_order() -> None:
 
 
 async def test_a_failed_delegate_becomes_an_error_result_not_a_failed_job() -> None:
-    script = {"main@1.0.0": [ToolCalls.of(("helper", {"query": "a"})), Reply("recovered")],
-              "helper": [Fail("authentication", "bad key")]}
+    script = {
+        "main@1.0.0": [ToolCalls.of(("helper", {"query": "a"})), Reply("recovered")],
+        "helper": [Fail("authentication", "bad key")],
+    }
     runtime = make_runtime(script)
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.COMPLETED
@@ -69,7 +78,9 @@ async def test_a_failed_delegate_becomes_an_error_result_not_a_failed_job() -> N
 
 
 async def test_interactive_pause_keeps_pending_calls_in_the_checkpoint() -> None:
-    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 2}), ("ask", {"question": "sure?"})), Reply("ok")])
+    runtime = make_runtime(
+        [ToolCalls.of(("add", {"a": 1, "b": 2}), ("ask", {"question": "sure?"})), Reply("ok")]
+    )
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT
     assert job.lease_owner is None  # an interactive pause holds no lease
@@ -80,9 +91,11 @@ async def test_interactive_pause_keeps_pending_calls_in_the_checkpoint() -> None
 
 
 async def test_continue_answers_by_call_id_or_the_first_pending_one() -> None:
-    runtime = make_runtime([ToolCalls.of(("ask", {"question": "one?"}), ("ask", {"question": "two?"})), Reply("ok")])
+    runtime = make_runtime(
+        [ToolCalls.of(("ask", {"question": "one?"}), ("ask", {"question": "two?"})), Reply("ok")]
+    )
     job = await runtime.run("main@1.0.0", "q")
-    first, second = (await checkpoints(runtime, job))[-1].pending_calls
+    _, second = (await checkpoints(runtime, job))[-1].pending_calls
     job = await runtime.continue_job(job.id, "answer two", interactive=True, tool_call_id=second.id)
     assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT  # one still pending
     job = await runtime.continue_job(job.id, "answer one", interactive=True)
@@ -115,14 +128,20 @@ async def test_follow_up_continues_the_history_of_a_finished_job() -> None:
     job = await runtime.drive(job.id)
     assert job.status is S.COMPLETED and job.total_steps == 2
     history = await runtime.store.load_history(job.id, (await checkpoints(runtime, job))[-1].run_id)
-    assert [type(m).__name__ for m in history] == ["UserMessage", "AssistantMessage", "UserMessage",
-                                                   "AssistantMessage"]
+    assert [type(m).__name__ for m in history] == [
+        "UserMessage",
+        "AssistantMessage",
+        "UserMessage",
+        "AssistantMessage",
+    ]
     assert isinstance(history[-1], AssistantMessage) and history[-1].text == "second answer"
 
 
 async def test_delegates_then_interactive_calls_of_one_response() -> None:
-    script = {"main@1.0.0": [ToolCalls.of(("ask", {"question": "?"}), ("helper", {"query": "h"})), Reply("done")],
-              "helper": [Reply("helped")]}
+    script = {
+        "main@1.0.0": [ToolCalls.of(("ask", {"question": "?"}), ("helper", {"query": "h"})), Reply("done")],
+        "helper": [Reply("helped")],
+    }
     runtime = make_runtime(script)
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT

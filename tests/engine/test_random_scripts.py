@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,9 @@ calls = st.one_of(
     st.just(Call("ask", {"question": "?"})),
     st.just(Call("helper", {"query": "help"})),
 )
-fail_kinds = st.sampled_from(["server", "rate_limit", "overloaded", "timeout", "authentication", "bad_request"])
+fail_kinds = st.sampled_from(
+    ["server", "rate_limit", "overloaded", "timeout", "authentication", "bad_request"]
+)
 turns: st.SearchStrategy[Turn] = st.one_of(
     st.builds(Reply, st.just("done"), usage=usages),
     st.builds(lambda cs, u: ToolCalls(tuple(cs), usage=u), st.lists(calls, min_size=1, max_size=3), usages),
@@ -44,8 +47,11 @@ turns: st.SearchStrategy[Turn] = st.one_of(
 )
 helper_turns = st.one_of(
     st.builds(Reply, st.just("helped"), usage=usages),
-    st.builds(lambda c, u: ToolCalls((c,), usage=u), st.builds(lambda a: Call("add", {"a": a, "b": 1}),
-                                                                 st.integers(0, 3)), usages),
+    st.builds(
+        lambda c, u: ToolCalls((c,), usage=u),
+        st.builds(lambda a: Call("add", {"a": a, "b": 1}), st.integers(0, 3)),
+        usages,
+    ),
     st.builds(Fail, fail_kinds),
 )
 
@@ -88,13 +94,17 @@ def check_tool_results_before_next_generation(requests: list[GenerationRequest])
     for request in requests:
         messages = list(request.messages)
         assert not (type(messages[-1]) is AssistantMessage and messages[-1].tool_calls)
-        for current, following in zip(messages, messages[1:], strict=False):
+        for current, following in itertools.pairwise(messages):
             if type(current) is AssistantMessage and current.tool_calls:
                 assert type(following) is ToolResultsMessage
                 assert [r.call_id for r in following.results] == [c.id for c in current.tool_calls]
 
 
-@settings(max_examples=int(__import__("os").environ.get("EJ_RANDOM_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(__import__("os").environ.get("EJ_RANDOM_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     root=st.lists(turns, min_size=1, max_size=12),
     helper=st.lists(helper_turns, min_size=1, max_size=4),
@@ -108,11 +118,13 @@ def test_invariants_hold_for_random_scripts(
     asyncio.run(_exercise(root, helper, max_steps, max_retries, cancel_at))
 
 
-async def _exercise(root: list[Turn], helper: list[Turn], max_steps: int, max_retries: int,
-                    cancel_at: int | None) -> None:
+async def _exercise(
+    root: list[Turn], helper: list[Turn], max_steps: int, max_retries: int, cancel_at: int | None
+) -> None:
     clock = FakeClock()
-    runtime = make_runtime({"main@1.0.0": root, "helper": helper}, clock=clock,
-                           settings=RuntimeSettings(backoff_base=0.01))
+    runtime = make_runtime(
+        {"main@1.0.0": root, "helper": helper}, clock=clock, settings=RuntimeSettings(backoff_base=0.01)
+    )
     ledger = Ledger()
     provider = CountingProvider(runtime.providers, ledger, cancel_at, runtime)  # type: ignore[arg-type]
     runtime.providers = provider
@@ -128,8 +140,13 @@ async def _exercise(root: list[Turn], helper: list[Turn], max_steps: int, max_re
         if job.status is S.QUEUED:  # every pending call answered
             job = await runtime.drive(job.id)
     stored = await runtime.get(job.id)
-    assert stored.status in {S.COMPLETED, S.EXCEEDED_MAX_STEPS, S.FAILED, S.CANCELED,
-                             S.REQUEST_INTERACTIVE_TOOL_RESULT}
+    assert stored.status in {
+        S.COMPLETED,
+        S.EXCEEDED_MAX_STEPS,
+        S.FAILED,
+        S.CANCELED,
+        S.REQUEST_INTERACTIVE_TOOL_RESULT,
+    }
 
     # The status sequence is legal, event after event.
     status = S.QUEUED

@@ -37,7 +37,9 @@ async def test_a_text_answer_completes_in_one_step() -> None:
 
 
 async def test_tool_results_go_back_to_the_model_in_call_order() -> None:
-    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})), Reply("done")])
+    runtime = make_runtime(
+        [ToolCalls.of(("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})), Reply("done")]
+    )
     job = await runtime.run("main@1.0.0", "sum")
     history = await runtime.store.load_history(job.id, (await checkpoints(runtime, job))[0].run_id)
     results = history[2]
@@ -72,7 +74,9 @@ async def test_step_counter_is_job_wide_delegates_included() -> None:
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.COMPLETED
     assert job.total_steps == 4  # parent 1, child 2 and 3, parent 4
-    steps = [c.step for c in await checkpoints(runtime, job) if c.kind == "step" or c.run_state == "completed"]
+    steps = [
+        c.step for c in await checkpoints(runtime, job) if c.kind == "step" or c.run_state == "completed"
+    ]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
 
 
@@ -105,8 +109,13 @@ async def test_resuming_after_a_pause_spends_no_step() -> None:
 
 
 async def test_consecutive_failures_are_retried_with_backoff_and_reset_by_success(clock: FakeClock) -> None:
-    script = [Fail("server"), Fail("overloaded"), ToolCalls.of(("add", {"a": 1, "b": 1})), Fail("rate_limit"),
-              Reply("ok")]
+    script = [
+        Fail("server"),
+        Fail("overloaded"),
+        ToolCalls.of(("add", {"a": 1, "b": 1})),
+        Fail("rate_limit"),
+        Reply("ok"),
+    ]
     runtime = make_runtime(script, clock=clock, settings=RuntimeSettings(backoff_base=1.0, backoff_max=60.0))
     job = await runtime.run("main@1.0.0", "q", max_retries=2)
     assert job.status is S.COMPLETED
@@ -118,7 +127,9 @@ async def test_consecutive_failures_are_retried_with_backoff_and_reset_by_succes
 
 
 async def test_retries_exhausted_fail_the_job_with_the_last_error(clock: FakeClock) -> None:
-    runtime = make_runtime([Fail("server", "boom 1"), Fail("server", "boom 2"), Fail("server", "boom 3")], clock=clock)
+    runtime = make_runtime(
+        [Fail("server", "boom 1"), Fail("server", "boom 2"), Fail("server", "boom 3")], clock=clock
+    )
     job = await runtime.run("main@1.0.0", "q", max_retries=2)
     assert job.status is S.FAILED
     assert job.error is not None
@@ -223,7 +234,9 @@ async def test_submit_refuses_bad_input_without_writing_a_job() -> None:
         await runtime.submit("main@1.0.0", "q", model="gpt-9")
     with pytest.raises(UsageError, match="maxSteps"):
         await runtime.submit("main@1.0.0", "q", max_steps=0)
-    jobs, total = await runtime.store.list(__import__("expert_jobs").JobQuery(runtime.settings.application_id))
+    jobs, total = await runtime.store.list(
+        __import__("expert_jobs").JobQuery(runtime.settings.application_id)
+    )
     assert total == 0 and jobs == []
 
 

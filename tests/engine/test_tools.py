@@ -52,7 +52,10 @@ async def test_invalid_arguments_and_exceptions_become_error_results() -> None:
         raise RuntimeError("kaboom")
 
     runtime = make_runtime(
-        [ToolCalls.of(("explode", {"x": 1}), ("add", {"a": "not a number", "b": 1}), ("nosuch", {})), Reply("ok")],
+        [
+            ToolCalls.of(("explode", {"x": 1}), ("add", {"a": "not a number", "b": 1}), ("nosuch", {})),
+            Reply("ok"),
+        ],
         tools=[explode, "add"],
     )
     runtime.add_tool(__import__("tests.engine.conftest", fromlist=["add"]).add)

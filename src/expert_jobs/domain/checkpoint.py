@@ -18,8 +18,16 @@ from expert_jobs.domain.usage import Usage
 __all__ = ["Checkpoint", "CheckpointKind", "Delegation", "RunState"]
 
 CheckpointKind = Literal["start", "step", "pause", "resume", "stop"]
-RunState = Literal["running", "waitingDelegates", "waitingInteractive", "completed", "exceededMaxSteps",
-                   "failed", "canceled", "expired"]
+RunState = Literal[
+    "running",
+    "waitingDelegates",
+    "waitingInteractive",
+    "completed",
+    "exceededMaxSteps",
+    "failed",
+    "canceled",
+    "expired",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +140,16 @@ class Checkpoint:
             parent_run_id=data["parent_run_id"],
             parent_call_id=data["parent_call_id"],
             pending_calls=tuple(
-                ToolCall(c["id"], c["name"], c["arguments"], c.get("signature")) for c in data["pending_calls"]
+                ToolCall(c["id"], c["name"], c["arguments"], c.get("signature"))
+                for c in data["pending_calls"]
             ),
             partial_results=tuple(
-                ToolResult(r["call_id"], r["name"], r["content"], r["is_error"]) for r in data["partial_results"]
+                ToolResult(r["call_id"], r["name"], r["content"], r["is_error"])
+                for r in data["partial_results"]
             ),
             delegations=tuple(
-                Delegation(d["call_id"], d["run_id"], d["expert_key"], d["query"]) for d in data["delegations"]
+                Delegation(d["call_id"], d["run_id"], d["expert_key"], d["query"])
+                for d in data["delegations"]
             ),
             error=data["error"],
         )

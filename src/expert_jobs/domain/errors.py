@@ -93,7 +93,8 @@ class IllegalTransition(ExpertJobsError):
         self.allowed = allowed
         allowed_text = ", ".join(allowed) if allowed else "nothing (final status)"
         super().__init__(
-            f"job {job_id or '<new>'}: cannot {asked} from status {status!r}; allowed from there: {allowed_text}"
+            f"job {job_id or '<new>'}: cannot {asked} from status {status!r}; "
+            f"allowed from there: {allowed_text}"
         )
 
 
@@ -244,7 +245,9 @@ class JobNotFound(UsageError):
 class CannotContinue(UsageError):
     """A continue that the job's status or state does not allow (the service answers 400)."""
 
-    def __init__(self, job_id: str, status: str, reason: str = "Current status is unable to continue") -> None:
+    def __init__(
+        self, job_id: str, status: str, reason: str = "Current status is unable to continue"
+    ) -> None:
         self.job_id = job_id
         self.status = status
         self.reason = reason

@@ -55,12 +55,18 @@ class ExpertDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_tool_names(self) -> ExpertDefinition:
-        names = [*self.tools, *(t.name for t in self.interactive_tools), *(_delegate_tool_name(d) for d in self.delegates)]
+        names = [
+            *self.tools,
+            *(t.name for t in self.interactive_tools),
+            *(_delegate_tool_name(d) for d in self.delegates),
+        ]
         for name in self.tools:
             _check_tool_name(name)
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"tool names must be distinct across tools, interactive tools and delegates: {duplicates}")
+            raise ValueError(
+                f"tool names must be distinct across tools, interactive tools and delegates: {duplicates}"
+            )
         return self
 
     @property

@@ -9,7 +9,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["ID_LENGTH", "ID_PATTERN", "ResourceId", "checkpoint_id", "derived_id", "is_id", "new_id", "validate_id"]
+__all__ = [
+    "ID_LENGTH",
+    "ID_PATTERN",
+    "ResourceId",
+    "checkpoint_id",
+    "derived_id",
+    "is_id",
+    "new_id",
+    "validate_id",
+]
 
 ID_LENGTH = 24
 ID_PATTERN = re.compile(r"^[a-z0-9]{24}$", re.ASCII)

@@ -123,10 +123,13 @@ class Job:
 
     def copy(self) -> Job:
         """A shallow copy (stores hand out copies so callers never alias their state)."""
-        return _copy_job(self)
+        clone: Job = _copy_job(self)
+        return clone
 
     def __repr__(self) -> str:
-        return f"Job(id={self.id!r}, status={self.status.value!r}, step={self.current_step}, v={self.version})"
+        return (
+            f"Job(id={self.id!r}, status={self.status.value!r}, step={self.current_step}, v={self.version})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Job):

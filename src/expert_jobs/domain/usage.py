@@ -27,7 +27,9 @@ class Usage(BaseModel):
     cached_input_tokens: int = Field(0, ge=0, alias="cachedInputTokens")
 
     @classmethod
-    def of(cls, input_tokens: int = 0, output_tokens: int = 0, *, reasoning: int = 0, cached: int = 0) -> Usage:
+    def of(
+        cls, input_tokens: int = 0, output_tokens: int = 0, *, reasoning: int = 0, cached: int = 0
+    ) -> Usage:
         """A usage whose total is derived: ``Usage.of(100, 20, reasoning=5, cached=40)``."""
         return cls(
             input_tokens=input_tokens,
@@ -42,13 +44,17 @@ class Usage(BaseModel):
             return NotImplemented
         # Sums of valid usages are valid: skip validation (this runs several times a step).
         total = _new_usage(Usage)
-        _set(total, "__dict__", {
-            "input_tokens": self.input_tokens + other.input_tokens,
-            "output_tokens": self.output_tokens + other.output_tokens,
-            "reasoning_tokens": self.reasoning_tokens + other.reasoning_tokens,
-            "total_tokens": self.total_tokens + other.total_tokens,
-            "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
-        })
+        _set(
+            total,
+            "__dict__",
+            {
+                "input_tokens": self.input_tokens + other.input_tokens,
+                "output_tokens": self.output_tokens + other.output_tokens,
+                "reasoning_tokens": self.reasoning_tokens + other.reasoning_tokens,
+                "total_tokens": self.total_tokens + other.total_tokens,
+                "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
+            },
+        )
         _set(total, "__pydantic_fields_set__", _ALL_FIELDS)
         _set(total, "__pydantic_extra__", None)
         _set(total, "__pydantic_private__", None)

@@ -36,7 +36,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, list[asyncio.Queue[JobEvent]]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()
         self.active = False
 
     def _refresh(self) -> None:
@@ -61,18 +61,19 @@ class EventBus:
                 result = subscriber(event)
                 if inspect.isawaitable(result):
                     task = asyncio.ensure_future(result)
-                    self._background.add(task)  # type: ignore[arg-type]
+                    self._background.add(task)
                     task.add_done_callback(self._done)
             except Exception:
-                _log.exception("event subscriber %r failed on %s event of job %s", subscriber, event.kind,
-                               event.job_id)
+                _log.exception(
+                    "event subscriber %r failed on %s event of job %s", subscriber, event.kind, event.job_id
+                )
         queues = self._streams.get(event.job_id)
         if queues:
             for queue in queues:
                 queue.put_nowait(event)
 
     def _done(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+        self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.error("async event subscriber failed", exc_info=task.exception())
 

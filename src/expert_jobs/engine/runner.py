@@ -8,6 +8,7 @@ The semantics are DESIGN.md's "Step loop semantics"; the module's tests pin each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -107,7 +108,9 @@ class _Run:
         "usage",
     )
 
-    def __init__(self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None):
+    def __init__(
+        self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
+    ):
         self.id = run_id
         self.expert = expert
         self.parent_id = parent_id
@@ -143,7 +146,7 @@ class JobRunner:
         self.job = job
         self.worker_id = worker_id
         self.cancel_requested = False
-        self.task: asyncio.Task[Job] | None = None
+        self.task: asyncio.Task[Any] | None = None
         self._lock = asyncio.Lock()
         self._parallel = 0  # child runs writing concurrently: their writes take the lock
         self._in_write = False
@@ -170,7 +173,7 @@ class JobRunner:
 
     async def run(self) -> Job:
         """Drive the job; returns the job as last saved."""
-        self.task = asyncio.current_task()  # type: ignore[assignment]
+        self.task = asyncio.current_task()
         try:
             try:
                 if self.cancel_requested:
@@ -318,7 +321,9 @@ class JobRunner:
         run.pending = tuple(waiting)
         run.partial = tuple(results[c.id] for c in calls if c.id in results)
         delegations = tuple(
-            Delegation(c.id, derived_id(run.id, c.id), delegate_names[c.name], str(c.arguments.get("query", "")))
+            Delegation(
+                c.id, derived_id(run.id, c.id), delegate_names[c.name], str(c.arguments.get("query", ""))
+            )
             for c in waiting
             if c.name in delegate_names
         )
@@ -446,8 +451,12 @@ class JobRunner:
             try:
                 response = await provider.generate(request)
                 if not response.parts:
-                    raise ProviderError("the model returned no output", kind="empty_output",
-                                        usage=response.usage, provider=response.provider)
+                    raise ProviderError(
+                        "the model returned no output",
+                        kind="empty_output",
+                        usage=response.usage,
+                        provider=response.provider,
+                    )
             except asyncio.CancelledError:
                 if not watchdog.fired(task):
                     raise
@@ -468,8 +477,8 @@ class JobRunner:
             if run.retry_count >= job.max_retries:
                 raise _RunFailed(
                     error,
-                    f"{run.retry_count + 1} consecutive failed attempts exhausted maxRetries={job.max_retries}: "
-                    f"{error}",
+                    f"{run.retry_count + 1} consecutive failed attempts exhausted "
+                    f"maxRetries={job.max_retries}: {error}",
                 )
             run.retry_count += 1
             self._emit(run, "retry", {"attempt": run.retry_count, "error": error.to_data()})
@@ -477,7 +486,8 @@ class JobRunner:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         settings = self._settings
-        delay = min(settings.backoff_max, settings.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        delay: float = min(settings.backoff_max, settings.backoff_base * 2.0 ** (attempt - 1))
+        delay *= 0.5 + random.random() / 2
         if retry_after is not None:
             delay = max(delay, min(retry_after, settings.retry_after_max))
         return delay
@@ -527,7 +537,13 @@ class JobRunner:
         if fresh is None:
             return
         self.job = fresh
-        if fresh.status not in (S.CANCELING, S.QUEUED, _PROCESSING, _DELEGATING, S.REQUEST_INTERACTIVE_TOOL_RESULT):
+        if fresh.status not in (
+            S.CANCELING,
+            S.QUEUED,
+            _PROCESSING,
+            _DELEGATING,
+            S.REQUEST_INTERACTIVE_TOOL_RESULT,
+        ):
             return
         if fresh.status is not S.CANCELING:
             self._transition("cancel", None)
@@ -545,10 +561,8 @@ class JobRunner:
         if trigger is None:
             return
         root = self._discard_unsaved()
-        try:
+        with contextlib.suppress(_LeaseLost, _Canceled):
             await self._write(root, trigger, "stop", absorb_all=True, force=True)
-        except (_LeaseLost, _Canceled):
-            pass
 
     # ------------------------------------------------------------------ writing
 
@@ -561,8 +575,17 @@ class JobRunner:
             job.waiting_since = self._clock.now()
         if self._bus.active:
             self._events.append(
-                JobEvent("transition", job.id, run.id if run else None, job.expert_key, job.current_step,
-                         self._clock.now(), status, before, trigger)
+                JobEvent(
+                    "transition",
+                    job.id,
+                    run.id if run else None,
+                    job.expert_key,
+                    job.current_step,
+                    self._clock.now(),
+                    status,
+                    before,
+                    trigger,
+                )
             )
 
     async def _write(
@@ -590,7 +613,12 @@ class JobRunner:
             raise _Canceled
 
     async def _write_locked(
-        self, run: _Run | None, trigger: str | None, kind: CheckpointKind, new_step: bool, absorb_all: bool,
+        self,
+        run: _Run | None,
+        trigger: str | None,
+        kind: CheckpointKind,
+        new_step: bool,
+        absorb_all: bool,
         force: bool,
     ) -> None:
         if True:
@@ -687,8 +715,16 @@ class JobRunner:
             return
         job = self.job
         self._bus.publish(
-            JobEvent(kind, job.id, run.id if run else None, job.expert_key, job.current_step, self._clock.now(),
-                     job.status, detail=detail)
+            JobEvent(
+                kind,
+                job.id,
+                run.id if run else None,
+                job.expert_key,
+                job.current_step,
+                self._clock.now(),
+                job.status,
+                detail=detail,
+            )
         )
 
     def _emit_calls(self, run: _Run, calls: Sequence[tuple[ToolCall, Tool]]) -> None:

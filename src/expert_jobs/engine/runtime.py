@@ -9,9 +9,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
+from expert_jobs.domain.errors import (
+    CannotContinue,
+    IllegalTransition,
+    JobNotFound,
+    UnknownExpert,
+    UsageError,
+)
 from expert_jobs.domain.events import JobEvent
-from expert_jobs.domain.errors import CannotContinue, IllegalTransition, JobNotFound, UnknownExpert, UsageError
-from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec, delegate_tool_name
+from expert_jobs.domain.experts import (
+    ExpertDefinition,
+    ExpertRegistry,
+    InteractiveToolSpec,
+    delegate_tool_name,
+)
 from expert_jobs.domain.ids import checkpoint_id as make_checkpoint_id
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
@@ -259,7 +270,9 @@ class Runtime:
         self._wake()
         return job
 
-    async def run(self, expert_key: str, query: str | None = None, files: Sequence[str] = (), **options: Any) -> Job:
+    async def run(
+        self, expert_key: str, query: str | None = None, files: Sequence[str] = (), **options: Any
+    ) -> Job:
         """Submit a job and run it here until it completes, pauses, fails or stops."""
         job = await self.submit(expert_key, query, files, **options)
         return await self.drive(job.id)
@@ -344,7 +357,9 @@ class Runtime:
             if files:
                 if self.workspace is None:
                     raise UsageError("files were given but the runtime has no workspace")
-                self.workspace.check(job.application_id, tuple(files), self.models.get_info(model or job.model).provider)
+                self.workspace.check(
+                    job.application_id, tuple(files), self.models.get_info(model or job.model).provider
+                )
             new_messages = (await user_message(query, tuple(files), job.application_id, self.workspace),)
             trigger, state = "follow_up", "running"
             checkpoint_fields = {"pending_calls": (), "partial_results": (), "delegations": (), "error": None}
@@ -381,10 +396,14 @@ class Runtime:
         if checkpoint is None:
             raise CannotContinue(job_id, source.status, "No checkpoint found")
         if checkpoint.parent_run_id is not None:
-            raise CannotContinue(job_id, source.status, "branch from a checkpoint of the root run, not a delegate's")
+            raise CannotContinue(
+                job_id, source.status, "branch from a checkpoint of the root run, not a delegate's"
+            )
         status = _BRANCH_STATUS.get(checkpoint.run_state)
         if status is None:
-            raise CannotContinue(job_id, source.status, f"cannot branch from a {checkpoint.run_state} checkpoint")
+            raise CannotContinue(
+                job_id, source.status, f"cannot branch from a {checkpoint.run_state} checkpoint"
+            )
         history = await self.store.load_history(job_id, checkpoint.run_id, upto_seq=checkpoint.seq)
         now = self.clock.now()
         job = Job(
@@ -432,7 +451,12 @@ class Runtime:
         return job
 
     def _apply_overrides(
-        self, job: Job, model: str | None, temperature: float | None, max_steps: int | None, max_retries: int | None
+        self,
+        job: Job,
+        model: str | None,
+        temperature: float | None,
+        max_steps: int | None,
+        max_retries: int | None,
     ) -> None:
         if model is not None:
             self.models.get_info(model)
@@ -481,7 +505,9 @@ class Runtime:
         job = await self.get(job_id)
         trigger = trigger_for(job.status, wanted)
         if trigger is None:
-            raise IllegalTransition(job.id, job.status, f"move to {wanted.value!r}", allowed_triggers(job.status))
+            raise IllegalTransition(
+                job.id, job.status, f"move to {wanted.value!r}", allowed_triggers(job.status)
+            )
         if wanted is S.CANCELING:
             return await self.cancel(job_id)
         assert trigger is not None
@@ -547,8 +573,16 @@ class Runtime:
         await self.store.save(job, expected_version=expected, checkpoint=checkpoint)
         if self.events.active:
             self.events.publish(
-                JobEvent("checkpoint", job.id, checkpoint.run_id, job.expert_key, job.current_step,
-                         job.updated_at, job.status, detail={"checkpointId": checkpoint.id, "kind": kind})
+                JobEvent(
+                    "checkpoint",
+                    job.id,
+                    checkpoint.run_id,
+                    job.expert_key,
+                    job.current_step,
+                    job.updated_at,
+                    job.status,
+                    detail={"checkpointId": checkpoint.id, "kind": kind},
+                )
             )
             if trigger is not None:
                 self._publish_transition(job, before, trigger)
@@ -556,8 +590,17 @@ class Runtime:
     def _publish_transition(self, job: Job, before: JobStatus, trigger: str) -> None:
         if self.events.active:
             self.events.publish(
-                JobEvent("transition", job.id, root_run_id(job.id), job.expert_key, job.current_step,
-                         job.updated_at, job.status, before, trigger)
+                JobEvent(
+                    "transition",
+                    job.id,
+                    root_run_id(job.id),
+                    job.expert_key,
+                    job.current_step,
+                    job.updated_at,
+                    job.status,
+                    before,
+                    trigger,
+                )
             )
 
     # ------------------------------------------------------------------ workers

@@ -22,7 +22,9 @@ ToolOutcome = tuple[str, bool]
 """``(content, is_error)``: what goes back to the model."""
 
 _PARAM_LINE = re.compile(r"^\s*(?::param\s+)?\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns|Raises|Yields|Examples?|Notes?)\s*:?\s*$")
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns|Raises|Yields|Examples?|Notes?)\s*:?\s*$"
+)
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -47,8 +49,11 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
             continue
         if section in ("args", "arguments", "parameters", "params"):
             match = _PARAM_LINE.match(line)
-            if match and (line.startswith(" ") is False or line.strip().startswith(":param") or
-                          len(line) - len(line.lstrip()) <= 4):
+            if match and (
+                line.startswith(" ") is False
+                or line.strip().startswith(":param")
+                or len(line) - len(line.lstrip()) <= 4
+            ):
                 current = match.group(1)
                 params[current] = match.group(2).strip()
             elif current and line.strip():
@@ -60,8 +65,16 @@ class Tool:
     """A tool the model can call, backed by a Python function (async awaited inline, sync run in a
     worker thread). Build one with :func:`tool` or :meth:`Tool.from_function`."""
 
-    __slots__ = ("_args_model", "_fn", "_is_async", "_param_names", "declaration", "description", "input_schema",
-                 "name")
+    __slots__ = (
+        "_args_model",
+        "_fn",
+        "_is_async",
+        "_param_names",
+        "declaration",
+        "description",
+        "input_schema",
+        "name",
+    )
 
     def __init__(
         self,
@@ -102,15 +115,17 @@ class Tool:
         fields: dict[str, Any] = {}
         for param in inspect.signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise UsageError(f"tool {tool_name!r}: *args/**kwargs parameters cannot be described to a model")
+                raise UsageError(
+                    f"tool {tool_name!r}: *args/**kwargs parameters cannot be described to a model"
+                )
             if param.kind is param.POSITIONAL_ONLY:
-                raise UsageError(f"tool {tool_name!r}: positional-only parameter {param.name!r} is not supported")
+                raise UsageError(
+                    f"tool {tool_name!r}: positional-only parameter {param.name!r} is not supported"
+                )
             annotation = hints.get(param.name, Any)
             default = ... if param.default is param.empty else param.default
             fields[param.name] = (annotation, Field(default, description=param_docs.get(param.name)))
-        model = create_model(  # type: ignore[call-overload]
-            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
         return cls(tool_name, description if description is not None else summary, fn, model)
 
     async def call(self, arguments: Mapping[str, Any]) -> ToolOutcome:

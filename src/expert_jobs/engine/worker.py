@@ -136,7 +136,10 @@ class Worker:
             await asyncio.sleep(interval)
             for job_id, task in list(self._running.items()):
                 held = await runtime.store.renew_lease(
-                    job_id, self.worker_id, now=runtime.clock.now(), lease_seconds=runtime.settings.lease_seconds
+                    job_id,
+                    self.worker_id,
+                    now=runtime.clock.now(),
+                    lease_seconds=runtime.settings.lease_seconds,
                 )
                 runner = runtime.runner(job_id)
                 if not held:

@@ -202,7 +202,7 @@ def _skip_played(script: Sequence[tuple[Turn, GenerationResponse | None]], succe
             return index
         if response is not None:
             seen += 1
-    return len(script) if seen == successes else len(script)
+    return len(script)
 
 
 class FunctionProvider:
@@ -270,7 +270,8 @@ class TestProvider:
         answered = any(type(m) is AssistantMessage for m in request.messages)
         if request.tools and not answered:
             calls = tuple(
-                ToolCall(f"test_{i}", t.name, example_arguments(t.input_schema)) for i, t in enumerate(request.tools)
+                ToolCall(f"test_{i}", t.name, example_arguments(t.input_schema))
+                for i, t in enumerate(request.tools)
             )
             return GenerationResponse(calls, "tool_calls", self._usage, None, request.model, "test")
         results: dict[str, str] = {}
@@ -278,4 +279,6 @@ class TestProvider:
             for result in getattr(message, "results", ()):
                 results[result.name] = result.content
         text = self._final_text if self._final_text is not None else json.dumps(results, sort_keys=True)
-        return GenerationResponse((TextPart(text or "done"),), "stop", self._usage, None, request.model, "test")
+        return GenerationResponse(
+            (TextPart(text or "done"),), "stop", self._usage, None, request.model, "test"
+        )
