@@ -256,3 +256,39 @@ async def test_provider_answer_with_text_part_only_completes() -> None:
     )
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.COMPLETED
+
+
+async def test_leases_are_renewed_while_a_long_generation_runs() -> None:
+    settings = RuntimeSettings(lease_seconds=0.15)
+    runtime = make_runtime([Reply("slow answer", delay=0.5)], settings=settings)
+    runtime.providers._sleep = asyncio.sleep  # type: ignore[union-attr]  # a real, long call
+    job = await runtime.submit("main@1.0.0", "q")
+    task = asyncio.create_task(runtime.drive(job.id, worker_id="w1"))
+    await asyncio.sleep(0.3)  # two lease periods later the job is still ours
+    assert (await runtime.store.lapsed_leases(now=runtime.clock.now())) == []
+    final = await asyncio.wait_for(task, 2)
+    assert final.status is S.COMPLETED
+
+
+async def test_a_runner_that_lost_its_lease_lets_the_job_go_without_writing() -> None:
+    settings = RuntimeSettings(lease_seconds=0.15)
+    runtime = make_runtime([Reply("slow answer", delay=2.0)], settings=settings)
+    runtime.providers._sleep = asyncio.sleep  # type: ignore[union-attr]
+    job = await runtime.submit("main@1.0.0", "q")
+    task = asyncio.create_task(runtime.drive(job.id, worker_id="w1"))
+    await asyncio.sleep(0.02)
+    await runtime.store.release(job.id, "w1")  # as if the lease had lapsed and another worker took it
+    final = await asyncio.wait_for(task, 2)
+    assert final.status is S.PROCESSING  # this runner wrote nothing more
+    stored = await runtime.get(job.id)
+    assert stored.status is S.PROCESSING and stored.total_steps == 0
+
+
+async def test_tool_results_are_published_as_events() -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1}), ("nosuch", {})), Reply("x")])
+    seen: list[JobEvent] = []
+    runtime.events.subscribe(seen.append)
+    await runtime.run("main@1.0.0", "q")
+    results = [e.detail for e in seen if e.kind == "toolResult"]
+    assert results is not None and len(results) == 2
+    assert {r["name"]: r["isError"] for r in results if r} == {"add": False, "nosuch": True}

@@ -146,6 +146,7 @@ class JobRunner:
         self.job = job
         self.worker_id = worker_id
         self.cancel_requested = False
+        self.lease_lost = False
         self.task: asyncio.Task[Any] | None = None
         self._lock = asyncio.Lock()
         self._parallel = 0  # child runs writing concurrently: their writes take the lock
@@ -169,6 +170,13 @@ class JobRunner:
         if task is not None and task is not asyncio.current_task() and not self._in_write and not task.done():
             task.cancel("expert-jobs: job canceled")
 
+    def abandon(self) -> None:
+        """The lease is lost (another worker may run the job now): stop without writing."""
+        self.lease_lost = True
+        task = self.task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel("expert-jobs: lease lost")
+
     # ------------------------------------------------------------------ top level
 
     async def run(self) -> Job:
@@ -189,6 +197,12 @@ class JobRunner:
             except _RunFailed as failed:
                 await self._stop_job("fail", failed.reason, failed.error.to_data())
         except (_Canceled, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.lease_lost:
+                self._uncancel()
+                _log.warning(
+                    "job %s: worker %s lost its lease and let the job go", self.job.id, self.worker_id
+                )
+                return self.job
             if isinstance(exc, asyncio.CancelledError) and not self.cancel_requested:
                 await self._let_go()
                 raise
@@ -290,7 +304,10 @@ class JobRunner:
             if self._bus.active:
                 self._emit_calls(run, ((call, tool),))
             content, is_error = await tool.call(call.arguments)
-            run.messages.append(ToolResultsMessage((ToolResult(call.id, call.name, content, is_error),)))
+            result = ToolResult(call.id, call.name, content, is_error)
+            if self._bus.active:
+                self._emit_results(run, (result,))
+            run.messages.append(ToolResultsMessage((result,)))
             await self._write(run, None, "step", new_step=True)
             return
         results: dict[str, ToolResult] = {}
@@ -314,6 +331,8 @@ class JobRunner:
                 outcomes = await asyncio.gather(*(tool.call(call.arguments) for call, tool in ordinary))
                 for (call, _), (content, is_error) in zip(ordinary, outcomes, strict=True):
                     results[call.id] = ToolResult(call.id, call.name, content, is_error)
+        if self._bus.active:
+            self._emit_results(run, tuple(results.values()))
         if not waiting:
             run.messages.append(ToolResultsMessage(tuple(results[c.id] for c in calls)))
             await self._write(run, None, "step", new_step=True)
@@ -726,6 +745,12 @@ class JobRunner:
                 detail=detail,
             )
         )
+
+    def _emit_results(self, run: _Run, results: Sequence[ToolResult]) -> None:
+        for result in results:
+            self._emit(
+                run, "toolResult", {"id": result.call_id, "name": result.name, "isError": result.is_error}
+            )
 
     def _emit_calls(self, run: _Run, calls: Sequence[tuple[ToolCall, Tool]]) -> None:
         if self._bus.active:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from expert_jobs.ports.store import JobStore
 __all__ = ["Runtime"]
 
 S = JobStatus
+_log = logging.getLogger("expert_jobs.runtime")
 _DELEGATE_PARAMS = {
     "type": "object",
     "properties": {"query": {"type": "string", "description": "What the delegate expert should do"}},
@@ -100,6 +102,7 @@ class Runtime:
         ] = {}
         self._active: dict[str, JobRunner] = {}
         self._wakeups: list[asyncio.Event] = []
+        self._heartbeat: asyncio.Task[None] | None = None
         for each in tools:
             self.add_tool(each)
         for expert in experts:
@@ -291,11 +294,38 @@ class Runtime:
         """Run a job this worker has claimed (used by :class:`Worker` and :meth:`drive`)."""
         runner = JobRunner(self, job, worker_id)
         self._active[job.id] = runner
+        heartbeat = self._heartbeat
+        if heartbeat is None or heartbeat.done() or heartbeat.get_loop() is not asyncio.get_running_loop():
+            self._heartbeat = asyncio.create_task(self._renew_leases(), name="expert-jobs-leases")
         try:
             return await runner.run()
         finally:
             if self._active.get(job.id) is runner:
                 del self._active[job.id]
+
+    async def _renew_leases(self) -> None:
+        """While runners are active here: renew their leases every third of the lease time, abandon
+        a job whose lease was lost, and pass on cancel requests made in other processes."""
+        store = self.store
+        while self._active:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            for job_id, runner in list(self._active.items()):
+                try:
+                    held = await store.renew_lease(
+                        job_id,
+                        runner.worker_id,
+                        now=self.clock.now(),
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                    if not held:
+                        runner.abandon()
+                        continue
+                    fresh = await store.get(job_id)
+                except Exception:
+                    _log.exception("lease renewal of job %s failed", job_id)
+                    continue
+                if fresh is not None and fresh.status is S.CANCELING:
+                    runner.request_cancel()
 
     async def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""

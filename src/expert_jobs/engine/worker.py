@@ -10,7 +10,6 @@ from typing import Any
 
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
-from expert_jobs.domain.status import JobStatus
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.sweeper import sweep
 
@@ -93,12 +92,11 @@ class Worker:
         await sweep(runtime)
 
     async def start(self) -> None:
-        """Start claiming in the background (plus lease renewal and sweeping)."""
+        """Start claiming in the background (and sweeping); the runtime renews the leases."""
         await self.recover()
         self._stopping = False
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="expert-jobs-claim"),
-            asyncio.create_task(self._heartbeat_loop(), name="expert-jobs-heartbeat"),
             asyncio.create_task(self._sweep_loop(), name="expert-jobs-sweep"),
         ]
 
@@ -128,27 +126,6 @@ class Worker:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
-
-    async def _heartbeat_loop(self) -> None:
-        runtime = self.runtime
-        interval = runtime.settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            for job_id, task in list(self._running.items()):
-                held = await runtime.store.renew_lease(
-                    job_id,
-                    self.worker_id,
-                    now=runtime.clock.now(),
-                    lease_seconds=runtime.settings.lease_seconds,
-                )
-                runner = runtime.runner(job_id)
-                if not held:
-                    _log.warning("worker %s lost the lease of job %s; abandoning it", self.worker_id, job_id)
-                    task.cancel("expert-jobs: lease lost")
-                    continue
-                fresh = await runtime.store.get(job_id)
-                if fresh is not None and fresh.status is JobStatus.CANCELING and runner is not None:
-                    runner.request_cancel()
 
     async def _sweep_loop(self) -> None:
         while True:
