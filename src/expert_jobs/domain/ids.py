@@ -74,15 +74,11 @@ ResourceId = Annotated[str, AfterValidator(validate_id)]
 
 
 def checkpoint_id(job_id: str, seq: int) -> str:
-    """The id of a job's ``seq``-th checkpoint: the job id's first 15 symbols, ``c``, then ``seq`` in
-    base 36 on 8 symbols. Stable (a step repeated after a crash rewrites the same id), unique
+    """The id of a job's ``seq``-th checkpoint: the job id's first 15 symbols, ``c``, then ``seq`` as
+    8 hexadecimal digits. Stable (a step repeated after a crash rewrites the same id), unique
     within the job and, through the job id's randomness, across jobs.
     """
-    digits = []
-    for _ in range(8):
-        seq, rest = divmod(seq, 36)
-        digits.append(_SYMBOLS[rest])
-    return job_id[:15] + "c" + "".join(reversed(digits))
+    return f"{job_id[:15]}c{seq:08x}"
 
 
 def derived_id(*parts: str | int) -> str:
