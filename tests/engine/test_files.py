@@ -80,5 +80,5 @@ async def test_a_job_with_a_refused_file_is_never_written(workspace: Workspace) 
     runtime.add_expert("reader", "You read files.")
     with pytest.raises(FileRefused):
         await runtime.submit("reader", "q", ["../secret.txt"])
-    jobs, total = await runtime.store.list(__import__("expert_jobs").JobQuery(DEFAULT_APPLICATION_ID))
+    _jobs, total = await runtime.store.list(__import__("expert_jobs").JobQuery(DEFAULT_APPLICATION_ID))
     assert total == 0

@@ -93,7 +93,7 @@ class IllegalTransition(ExpertJobsError):
         self.allowed = allowed
         allowed_text = ", ".join(allowed) if allowed else "nothing (final status)"
         super().__init__(
-            f"job {job_id or '<new>'}: cannot {asked} from status {status!r}; "
+            f"job {job_id or '<new>'}: cannot {asked} from status {str(status)!r}; "
             f"allowed from there: {allowed_text}"
         )
 

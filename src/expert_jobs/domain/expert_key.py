@@ -49,7 +49,7 @@ def parse_expert_key(key: str) -> ExpertKey:
         raise InvalidExpertKey(repr(key), "must be a string")
     if len(key) > EXPERT_KEY_MAX_LENGTH:
         raise InvalidExpertKey(key[:40] + "...", f"longer than {EXPERT_KEY_MAX_LENGTH} characters")
-    match = EXPERT_KEY_PATTERN.match(key)
+    match = EXPERT_KEY_PATTERN.fullmatch(key)
     if match is None:
         raise InvalidExpertKey(key, "expected name, name@x.y.z or name@tag, with an optional @scope/ prefix")
     name, version, tag = match.group(1), match.group(2), match.group(3)

@@ -17,7 +17,7 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$", re.ASCII)
 
 
 def _check_tool_name(name: str) -> str:
-    if not _TOOL_NAME.match(name):
+    if not _TOOL_NAME.fullmatch(name):
         raise ValueError(f"tool name {name!r} must match {_TOOL_NAME.pattern}")
     return name
 
@@ -112,12 +112,14 @@ def _delegate_tool_name(key: str) -> str:
 delegate_tool_name = _delegate_tool_name
 
 
-def _semver_key(version: str) -> tuple[int, int, int, int, str]:
+def _semver_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
     core = version.split("+", 1)[0]
     main, _, pre = core.partition("-")
     major, minor, patch = (int(x) for x in main.split("."))
-    # A release sorts after its pre-releases.
-    return (major, minor, patch, 0 if pre else 1, pre)
+    # A release sorts after its pre-releases; pre-release identifiers compare one by one, numeric
+    # ones as numbers and before alphanumeric ones (SemVer 2.0, item 11: rc.9 < rc.10).
+    identifiers = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    return (major, minor, patch, 0 if pre else 1, identifiers)
 
 
 class ExpertRegistry:

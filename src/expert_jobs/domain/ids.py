@@ -55,7 +55,7 @@ def new_id() -> str:
 
 def is_id(value: object) -> bool:
     """Whether ``value`` is a string matching the spec's id pattern and length."""
-    return isinstance(value, str) and ID_PATTERN.match(value) is not None
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def validate_id(value: str) -> str:

@@ -18,7 +18,9 @@ class Usage(BaseModel):
     On the wire the fields are camelCase (``inputTokens``...).
     """
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
     input_tokens: int = Field(0, ge=0, alias="inputTokens")
     output_tokens: int = Field(0, ge=0, alias="outputTokens")
@@ -55,7 +57,7 @@ class Usage(BaseModel):
                 "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
             },
         )
-        _set(total, "__pydantic_fields_set__", _ALL_FIELDS)
+        _set(total, "__pydantic_fields_set__", set(_ALL_FIELDS))
         _set(total, "__pydantic_extra__", None)
         _set(total, "__pydantic_private__", None)
         return total

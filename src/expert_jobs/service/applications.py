@@ -52,7 +52,9 @@ Principal = Application | SystemPrincipal
 class KeyRing:
     """Resolves a presented key to its application (or to the system)."""
 
-    def __init__(self, applications: Iterable[Application] = (), system_key_hashes: Iterable[str] = ()) -> None:
+    def __init__(
+        self, applications: Iterable[Application] = (), system_key_hashes: Iterable[str] = ()
+    ) -> None:
         self.applications: dict[str, Application] = {}
         self._by_hash: dict[str, Application] = {}
         self._system_hashes = tuple(system_key_hashes)

@@ -1,0 +1,284 @@
+"""From a :class:`Config` to running parts: the runtime (store, provider, experts, Python tools,
+settings, workspace), the key ring of the API, and the worker."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+from pydantic import ValidationError
+
+from expert_jobs.config._base import format_key, problems_of
+from expert_jobs.config._errors import ConfigError, ConfigProblem
+from expert_jobs.config._load import expert_definition
+from expert_jobs.config._schema import Config, PythonSkill
+from expert_jobs.domain.errors import UsageError
+from expert_jobs.domain.experts import ExpertDefinition
+from expert_jobs.engine.runtime import Runtime
+from expert_jobs.engine.settings import RuntimeSettings
+from expert_jobs.engine.tools import Tool
+from expert_jobs.engine.worker import Worker
+from expert_jobs.ports.clock import Clock
+from expert_jobs.ports.provider import Provider, ProviderResolver, ReasoningSettings
+from expert_jobs.ports.store import JobStore
+from expert_jobs.service.applications import Application, KeyRing
+
+__all__ = [
+    "build_experts",
+    "build_keyring",
+    "build_provider",
+    "build_runtime",
+    "build_settings",
+    "build_store",
+    "build_worker",
+    "provider_keys",
+]
+
+
+def build_settings(config: Config) -> RuntimeSettings:
+    """The runtime settings: the file's job defaults and ``[engine]``."""
+    engine = config.engine
+    budget = config.reasoning_budget
+    reasoning = None
+    if isinstance(budget, str):
+        reasoning = ReasoningSettings(effort=budget)
+    elif isinstance(budget, int):
+        reasoning = ReasoningSettings(budget_tokens=budget)
+    return RuntimeSettings(
+        default_model=config.model,
+        default_max_steps=config.max_steps,
+        default_max_retries=config.max_retries,
+        default_temperature=config.temperature,
+        generation_timeout=config.timeout / 1000.0,
+        backoff_base=engine.backoff_base,
+        backoff_max=engine.backoff_max,
+        retry_after_max=engine.retry_after_max,
+        lease_seconds=engine.lease_seconds,
+        queued_expiry_seconds=engine.queued_expiry_seconds or None,
+        paused_expiry_seconds=engine.paused_expiry_seconds or None,
+        max_output_tokens=engine.max_output_tokens,
+        reasoning=reasoning,
+        organization_id=engine.organization_id,
+        application_id=engine.application_id,
+    )
+
+
+def provider_keys(config: Config) -> dict[str, dict[str, str]]:
+    """Each application's provider keys, ``env:NAME`` values read from the environment now."""
+    keys: dict[str, dict[str, str]] = {}
+    problems: list[ConfigProblem] = []
+    for app_id, app in config.applications.items():
+        resolved: dict[str, str] = {}
+        for provider, value in app.provider_keys.items():
+            if value.startswith("env:"):
+                variable = value.removeprefix("env:")
+                found = os.environ.get(variable)
+                if not found:
+                    where = format_key(["applications", app_id, "providerKeys", provider])
+                    problems.append((where, f"environment variable {variable} is not set"))
+                    continue
+                value = found
+            resolved[provider] = value
+        keys[app_id] = resolved
+    if problems:
+        raise ConfigError(config.source, problems)
+    return keys
+
+
+def build_keyring(config: Config) -> KeyRing:
+    """The applications (with their key hashes and provider keys) and the system key hashes."""
+    keys = provider_keys(config)
+    return KeyRing(
+        (
+            Application(
+                id=app_id,
+                organization_id=app.organization_id,
+                name=app.name,
+                key_hashes=app.key_hashes,
+                provider_keys=keys[app_id],
+            )
+            for app_id, app in config.applications.items()
+        ),
+        config.system_key_hashes,
+    )
+
+
+def build_provider(config: Config) -> Provider | ProviderResolver:
+    """The provider of ``[provider]``: a scripted or test provider (offline), else the registry."""
+    settings = config.provider
+    if settings.provider_name == "scripted":
+        from expert_jobs.providers.scripted import ScriptedProvider
+
+        if settings.scripts is not None:
+            scripts = {key: [t.to_turn() for t in turns] for key, turns in settings.scripts.items()}
+            if settings.script is not None:
+                scripts.setdefault("*", [t.to_turn() for t in settings.script])
+            return ScriptedProvider(scripts)
+        return ScriptedProvider([t.to_turn() for t in settings.script or ()])
+    if settings.provider_name == "test":
+        from expert_jobs.providers.scripted import TestProvider
+
+        return TestProvider(final_text=settings.final_text)
+    from expert_jobs.providers.registry import ProviderRegistry
+
+    keys = provider_keys(config)
+
+    def key_for(provider: str, application_id: str | None, /) -> str | None:
+        return keys.get(application_id or "", {}).get(provider)
+
+    return ProviderRegistry(
+        key_for=key_for,
+        base_urls=settings.resolved_base_urls(),
+        default_timeout=config.timeout / 1000.0,
+    )
+
+
+def build_store(config: Config) -> JobStore:
+    """The job store named by ``store`` (``memory://``, ``sqlite:///path``, ``postgresql://...``)."""
+    module = importlib.import_module("expert_jobs.stores.url")
+    open_store = cast(Callable[[str], JobStore], module.open_store)
+    try:
+        return open_store(config.store)
+    except UsageError as exc:
+        raise ConfigError(config.source, [("store", str(exc))]) from None
+
+
+def _import(module_name: str, where: str, source: Path | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(source, [(where, f"cannot import {module_name!r}: {exc}")]) from None
+    except Exception as exc:
+        raise ConfigError(
+            source, [(where, f"importing {module_name!r} failed: {type(exc).__name__}: {exc}")]
+        ) from None
+
+
+def _candidates(module: ModuleType, skill: PythonSkill) -> list[str]:
+    if skill.pick is not None:
+        names = list(skill.pick)
+    elif hasattr(module, "__all__"):
+        names = list(module.__all__)
+    else:
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (
+                isinstance(value, Tool)
+                or (inspect.isfunction(value) and value.__module__ == module.__name__)
+            )
+        ]
+    return [name for name in names if name not in skill.omit]
+
+
+class _ToolCollector:
+    """Makes each Python tool once and refuses two different functions under one tool name."""
+
+    def __init__(self, source: Path | None) -> None:
+        self.source = source
+        self.tools: dict[str, Tool] = {}
+        self._origin: dict[str, tuple[int, str]] = {}
+        self._made: dict[int, Tool] = {}
+
+    def add(self, value: Any, label: str, where: str) -> str:
+        made = self._made.get(id(value))
+        if made is None:
+            if isinstance(value, Tool):
+                made = value
+            elif callable(value):
+                try:
+                    made = Tool.from_function(value)
+                except UsageError as exc:
+                    raise ConfigError(self.source, [(where, str(exc))]) from None
+            else:
+                raise ConfigError(self.source, [(where, f"{label} is not a function or a Tool")])
+            self._made[id(value)] = made
+        origin = self._origin.get(made.name)
+        if origin is not None and origin[0] != id(made):
+            raise ConfigError(
+                self.source,
+                [(where, f"tool name {made.name!r} of {label} is already taken by {origin[1]}")],
+            )
+        self._origin[made.name] = (id(made), label)
+        self.tools[made.name] = made
+        return made.name
+
+
+def _python_path(config: Config) -> None:
+    entries = [*config.python_path]
+    if config.source is not None:
+        entries.append(config.base_dir)
+    for entry in entries:
+        text = str(entry)
+        if text not in sys.path:
+            sys.path.append(text)
+
+
+def build_experts(config: Config) -> tuple[list[Tool], list[ExpertDefinition]]:
+    """Import the Python tools of every ``pythonSkill`` and make every expert's definition.
+
+    Modules are imported with ``pythonPath`` and the configuration file's directory on
+    ``sys.path``. Raises :class:`ConfigError` for a module that cannot be imported, a missing name,
+    or one tool name given to two different functions.
+    """
+    _python_path(config)
+    collector = _ToolCollector(config.source)
+    experts: list[ExpertDefinition] = []
+    for name, expert in config.experts.items():
+        tool_names: list[str] = []
+        for skill_name, skill in expert.skills.items():
+            if not isinstance(skill, PythonSkill):
+                continue
+            where = format_key(["experts", name, "skills", skill_name])
+            module = _import(skill.module, f"{where}.module", config.source)
+            for attr in _candidates(module, skill):
+                if not hasattr(module, attr):
+                    raise ConfigError(
+                        config.source, [(f"{where}.pick", f"module {skill.module!r} has no {attr!r}")]
+                    )
+                tool_names.append(collector.add(getattr(module, attr), f"{skill.module}.{attr}", where))
+        try:
+            experts.append(expert_definition(name, expert, tools=tuple(tool_names)))
+        except ValidationError as exc:
+            where = format_key(["experts", name])
+            raise ConfigError(config.source, [(where, m) for _, m in problems_of(exc)]) from None
+    return list(collector.tools.values()), experts
+
+
+def build_runtime(
+    config: Config,
+    *,
+    store: JobStore | None = None,
+    providers: Provider | ProviderResolver | None = None,
+    clock: Clock | None = None,
+) -> Runtime:
+    """A :class:`Runtime` as the file describes it (``store``, ``providers`` and ``clock`` override)."""
+    tools, experts = build_experts(config)
+    return Runtime(
+        providers=providers if providers is not None else build_provider(config),
+        store=store if store is not None else build_store(config),
+        experts=experts,
+        tools=tools,
+        settings=build_settings(config),
+        clock=clock,
+        workspace=str(config.workspace) if config.workspace is not None else None,
+    )
+
+
+def build_worker(config: Config, runtime: Runtime) -> Worker:
+    """The worker of ``[worker]`` over ``runtime``."""
+    worker = config.worker
+    return Worker(
+        runtime,
+        concurrency=worker.concurrency,
+        worker_id=worker.worker_id,
+        poll_interval=worker.poll_interval,
+        sweep_interval=worker.sweep_interval,
+    )

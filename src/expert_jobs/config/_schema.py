@@ -1,0 +1,333 @@
+"""The configuration file's schema: one pydantic model per TOML table (see ``docs/configuration.md``).
+
+The expert tables follow perstack.toml (``[experts."name"]`` with ``version``, ``description``,
+``instruction``, ``delegates``, ``tags`` and ``skills``); the rest configures the runtime, the store,
+the provider, the worker, the server and the applications allowed to call the API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
+
+from expert_jobs.config._base import ConfigModel
+from expert_jobs.config._turns import TurnConfig
+from expert_jobs.domain.errors import UnknownModel
+from expert_jobs.domain.ids import ResourceId
+from expert_jobs.domain.models import DEFAULT_MODEL, ModelCatalogue
+from expert_jobs.engine.settings import DEFAULT_APPLICATION_ID, DEFAULT_ORGANIZATION_ID
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "MCP_SKILL_TYPES",
+    "PROVIDER_NAMES",
+    "REAL_PROVIDERS",
+    "SKILL_TAGS",
+    "ApplicationConfig",
+    "Config",
+    "EngineConfig",
+    "ExpertConfig",
+    "InteractiveSkill",
+    "InteractiveToolConfig",
+    "KeyHash",
+    "ProviderConfig",
+    "ProviderSetting",
+    "PythonSkill",
+    "ServerConfig",
+    "Skill",
+    "WorkerConfig",
+]
+
+DEFAULT_STORE_URL = "sqlite:///expert-jobs.db"
+"""The embedded default store: ``expert-jobs.db`` in the current working directory."""
+
+REAL_PROVIDERS = ("anthropic", "google", "openai", "deepseek")
+"""Provider names served by the official SDK adapters (through the provider registry)."""
+
+PROVIDER_NAMES = ("auto", *REAL_PROVIDERS, "scripted", "test")
+"""Values of ``[provider] providerName``."""
+
+SKILL_TAGS = frozenset({"pythonSkill", "python", "interactiveSkill"})
+"""Values of a skill's ``type`` that expert-jobs runs."""
+
+MCP_SKILL_TYPES = frozenset({"mcpStdioSkill", "mcpSseSkill"})
+"""perstack.toml skill types that expert-jobs does not run (it has no MCP client)."""
+
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[\w.-]+)?(\+[\w.-]+)?$", re.ASCII)
+
+
+def _check_hash(value: str) -> str:
+    if not _KEY_HASH.fullmatch(value):
+        hint = " (this looks like a key itself: store only its hash)" if value.startswith("ej") else ""
+        raise ValueError(f"expected 'sha256:' and 64 hex digits, as `expert-jobs keys create` prints{hint}")
+    return value
+
+
+KeyHash = Annotated[str, AfterValidator(_check_hash)]
+"""The stored form of an API or system key: ``sha256:<64 hex digits>``."""
+
+
+class InteractiveToolConfig(ConfigModel):
+    """One interactive tool: the job pauses until a person (or client) answers the call."""
+
+    description: str = Field("", max_length=2048)
+    input_json_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON schema object, as a JSON string (perstack.toml) or as a TOML table.",
+    )
+
+    @field_validator("input_json_schema", mode="before")
+    @classmethod
+    def _parse_schema(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON schema object")
+        if value.get("type", "object") != "object":
+            raise ValueError(f"the input schema's type must be 'object', got {value.get('type')!r}")
+        return value
+
+
+class InteractiveSkill(ConfigModel):
+    """``type = "interactiveSkill"``: tools answered by a person, each with a JSON input schema."""
+
+    type: Literal["interactiveSkill"]
+    description: str = ""
+    rule: str | None = None
+    tools: dict[str, InteractiveToolConfig] = Field(min_length=1)
+
+
+class PythonSkill(ConfigModel):
+    """``type = "pythonSkill"`` (or ``"python"``): Python functions (or ``Tool`` objects) of a module.
+
+    Without ``pick``, the module's ``__all__`` if it has one, else every public function defined in
+    it and every ``Tool`` it holds; ``omit`` leaves some out.
+    """
+
+    type: Literal["pythonSkill", "python"]
+    description: str = ""
+    rule: str | None = None
+    module: str
+    pick: tuple[str, ...] | None = None
+    omit: tuple[str, ...] = ()
+
+    @field_validator("module")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not _MODULE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a dotted module path like 'my_package.tools'")
+        return value
+
+
+Skill = Annotated[PythonSkill | InteractiveSkill, Field(discriminator="type")]
+"""A skill of an expert (tagged by ``type``)."""
+
+
+class ExpertConfig(ConfigModel):
+    """``[experts."name"]``: an expert in the perstack.toml shape; its key is ``name@version``."""
+
+    version: str = "1.0.0"
+    description: str = Field("", max_length=2048)
+    instruction: str = Field(min_length=1, max_length=20_480)
+    delegates: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    min_runtime_version: str | None = Field(None, description="Accepted for perstack.toml; not checked.")
+    skills: dict[str, Skill] = Field(default_factory=dict)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a semantic version like '1.0.0'")
+        return value
+
+    @field_validator("skills", mode="before")
+    @classmethod
+    def _supported_skills(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, skill in value.items():
+                kind = skill.get("type") if isinstance(skill, dict) else None
+                if kind in MCP_SKILL_TYPES:
+                    raise ValueError(
+                        f"skill {name!r}: type {kind!r} is not supported (expert-jobs has no MCP client); "
+                        "use type = 'pythonSkill' (Python tools by import path) or 'interactiveSkill'"
+                    )
+        return value
+
+
+class ProviderSetting(ConfigModel):
+    """``[provider.setting]`` (perstack.toml): ``baseUrl`` of the provider named by ``providerName``."""
+
+    base_url: str | None = None
+
+
+class ProviderConfig(ConfigModel):
+    """``[provider]``: who answers the model calls.
+
+    ``providerName``: ``auto`` (default: every model id goes to its provider's SDK adapter, keys
+    from the application or the environment), one of ``anthropic``/``google``/``openai``/``deepseek``
+    (the same routing; ``setting.baseUrl`` applies to that provider), ``scripted`` (offline: plays
+    ``script`` / ``scripts`` / ``scriptFile``) or ``test`` (offline: calls every tool once, then
+    answers ``finalText``).
+    """
+
+    provider_name: Literal["auto", "anthropic", "google", "openai", "deepseek", "scripted", "test"] = "auto"
+    setting: ProviderSetting = Field(default_factory=ProviderSetting)
+    base_urls: dict[Literal["anthropic", "google", "openai", "deepseek"], str] = Field(default_factory=dict)
+    script: tuple[TurnConfig, ...] | None = None
+    scripts: dict[str, tuple[TurnConfig, ...]] | None = None
+    script_file: Path | None = None
+    final_text: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProviderConfig:
+        name = self.provider_name
+        scripted = self.script is not None or self.scripts is not None or self.script_file is not None
+        if name != "scripted" and scripted:
+            raise ValueError(f"script, scripts and scriptFile need providerName = 'scripted' (not {name!r})")
+        if name == "scripted" and not scripted:
+            raise ValueError("providerName = 'scripted' needs script, scripts or scriptFile")
+        if self.script_file is not None and (self.script is not None or self.scripts is not None):
+            raise ValueError("give scriptFile or inline script/scripts, not both")
+        if self.final_text is not None and name != "test":
+            raise ValueError("finalText is for providerName = 'test'")
+        if self.setting.base_url is not None and name not in REAL_PROVIDERS:
+            raise ValueError(
+                f"setting.baseUrl needs providerName to be one of {', '.join(REAL_PROVIDERS)}; "
+                "use baseUrls = { provider = url } otherwise"
+            )
+        return self
+
+    def resolved_base_urls(self) -> dict[str, str]:
+        """Base URL per provider name (``setting.baseUrl`` applied to ``providerName``)."""
+        urls: dict[str, str] = {name: url for name, url in self.base_urls.items()}
+        if self.setting.base_url is not None:
+            urls[self.provider_name] = self.setting.base_url
+        return urls
+
+
+class EngineConfig(ConfigModel):
+    """``[engine]``: the engine's timing knobs and the identity of jobs started without the API.
+
+    An expiry of ``false`` means never.
+    """
+
+    backoff_base: float = Field(1.0, ge=0)
+    backoff_max: float = Field(60.0, ge=0)
+    retry_after_max: float = Field(600.0, ge=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    queued_expiry_seconds: float | Literal[False] = 24 * 3600.0
+    paused_expiry_seconds: float | Literal[False] = 7 * 24 * 3600.0
+    max_output_tokens: int | None = Field(None, gt=0)
+    organization_id: ResourceId = DEFAULT_ORGANIZATION_ID
+    application_id: ResourceId = DEFAULT_APPLICATION_ID
+
+    @field_validator("queued_expiry_seconds", "paused_expiry_seconds")
+    @classmethod
+    def _positive(cls, value: float | Literal[False]) -> float | Literal[False]:
+        if value is not False and value <= 0:
+            raise ValueError("must be a positive number of seconds, or false for never")
+        return value
+
+
+class WorkerConfig(ConfigModel):
+    """``[worker]``: the worker ``expert-jobs serve`` runs next to the HTTP server."""
+
+    concurrency: int = Field(16, ge=1)
+    poll_interval: float = Field(0.5, gt=0)
+    sweep_interval: float = Field(5.0, gt=0)
+    worker_id: str | None = None
+
+
+class ServerConfig(ConfigModel):
+    """``[server]``: where ``expert-jobs serve`` listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class ApplicationConfig(ConfigModel):
+    """``[applications."<applicationId>"]``: an application allowed to call the API.
+
+    ``providerKeys`` values are keys, or ``env:NAME`` to read the environment variable ``NAME``.
+    """
+
+    organization_id: ResourceId = DEFAULT_ORGANIZATION_ID
+    name: str = ""
+    key_hashes: tuple[KeyHash, ...] = ()
+    provider_keys: dict[Literal["anthropic", "google", "openai", "deepseek"], str] = Field(
+        default_factory=dict
+    )
+
+
+class Config(ConfigModel):
+    """The whole configuration file. Build a runtime with :func:`expert_jobs.config.build_runtime`.
+
+    Top-level job defaults use perstack.toml's names (``model``, ``temperature``, ``maxSteps``,
+    ``maxRetries``, ``timeout`` in milliseconds per generation, ``reasoningBudget``). Relative paths
+    (``workspace``, ``pythonPath``, ``provider.scriptFile``, a relative SQLite ``store``) are relative
+    to the file's directory once loaded with :func:`expert_jobs.config.load_config`.
+    """
+
+    model: str = DEFAULT_MODEL
+    temperature: float = Field(0.0, ge=0, le=1)
+    max_steps: int = Field(100, ge=1)
+    max_retries: int = Field(5, ge=0)
+    timeout: float = Field(300_000.0, gt=0)
+    reasoning_budget: Literal["minimal", "low", "medium", "high"] | Annotated[int, Field(gt=0)] | None = None
+    store: str = DEFAULT_STORE_URL
+    workspace: Path | None = None
+    python_path: tuple[Path, ...] = ()
+    system_key_hashes: tuple[KeyHash, ...] = ()
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    applications: dict[ResourceId, ApplicationConfig] = Field(default_factory=dict)
+    experts: dict[str, ExpertConfig] = Field(default_factory=dict)
+
+    _source: Path | None = PrivateAttr(None)
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (``None``: given as data, or the defaults)."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths were resolved against (the file's; else the current one)."""
+        return self._base_dir or Path.cwd()
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        try:
+            ModelCatalogue().get_info(value)
+        except UnknownModel as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_shorthand(cls, value: Any) -> Any:
+        # ``provider = "scripted"`` is short for ``[provider] providerName = "scripted"``.
+        return {"providerName": value} if isinstance(value, str) else value
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "sqlite://", "postgresql://", "postgres://")):
+            raise ValueError(
+                f"{value!r}: expected memory://, sqlite:///path or postgresql://user@host/db"
+            )
+        return value

@@ -1,0 +1,206 @@
+"""The job lifecycle: the table, the shared machine, the lookups, the diagram and the errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, rule
+from transitions import Machine
+
+from expert_jobs import IllegalTransition, JobStatus, UsageError, can_transition, trigger_for
+from expert_jobs.domain import lifecycle
+from expert_jobs.domain.lifecycle import (
+    TRANSITIONS,
+    TRIGGERS,
+    allowed_triggers,
+    can_trigger,
+    fire,
+    mermaid_diagram,
+    next_status,
+)
+from expert_jobs.domain.status import FINAL_STATUSES
+from expert_jobs.testing import LifecycleStateMachine, legal_trigger_sequences, statuses
+
+from .factories import make_job
+
+# DESIGN.md's table, transcribed by hand: the code's TRANSITIONS must say exactly this.
+DESIGN_TABLE: list[tuple[str, list[str], str]] = [
+    ("start", ["queued"], "processing"),
+    ("complete", ["processing"], "completed"),
+    ("exceed_max_steps", ["processing"], "exceededMaxSteps"),
+    ("fail", ["queued", "processing"], "failed"),
+    ("request_interactive_tool_result", ["processing"], "requestInteractiveToolResult"),
+    ("request_delegate_result", ["processing"], "requestDelegateResult"),
+    ("resume", ["requestInteractiveToolResult", "requestDelegateResult"], "queued"),
+    ("follow_up", ["completed", "exceededMaxSteps", "failed"], "queued"),
+    ("requeue", ["processing"], "queued"),
+    (
+        "cancel",
+        ["queued", "processing", "requestInteractiveToolResult", "requestDelegateResult"],
+        "canceling",
+    ),
+    ("finish_cancel", ["canceling"], "canceled"),
+    ("expire", ["queued", "requestInteractiveToolResult", "requestDelegateResult"], "expired"),
+]
+MOVES = {(src, trigger): dst for trigger, sources, dst in DESIGN_TABLE for src in sources}
+PAIRS = {(src, dst): trigger for (src, trigger), dst in MOVES.items()}
+
+
+class StrictLifecycle(LifecycleStateMachine):
+    """The kit's machine over a real ``Job`` moved by ``Job.fire``, plus what only our Job promises."""
+
+    def fire(self, job: Any, trigger: str) -> Any:
+        return job.fire(trigger)
+
+    @rule(name=st.text(max_size=20).filter(lambda n: n not in TRIGGERS))
+    def unknown_trigger(self, name: str) -> None:
+        before = self.job.copy()
+        with pytest.raises(UsageError, match="unknown lifecycle trigger"):
+            self.job.fire(name)
+        assert self.job == before
+
+    @invariant()
+    def status_is_a_job_status(self) -> None:
+        assert type(self.job.status) is JobStatus
+
+    @invariant()
+    def no_job_is_registered_with_the_machine(self) -> None:
+        assert lifecycle._MACHINE.models == []
+        assert not hasattr(self.job, "start") and not hasattr(self.job, "trigger")
+
+
+TestLifecycle = LifecycleStateMachine.TestCase
+TestJobLifecycle = StrictLifecycle.TestCase
+
+
+def test_transitions_is_exactly_the_design_table() -> None:
+    assert [(t, [s.value for s in src], dst.value) for t, src, dst in TRANSITIONS] == DESIGN_TABLE
+    assert tuple(row[0] for row in DESIGN_TABLE) == TRIGGERS
+
+
+def test_a_status_pair_has_at_most_one_trigger() -> None:
+    # trigger_for needs a unique answer for every (src, dst) pair.
+    assert len(PAIRS) == len(MOVES)
+
+
+@pytest.mark.parametrize("src", list(JobStatus))
+@pytest.mark.parametrize("dst", list(JobStatus))
+def test_lookups_agree_with_the_table_for_every_pair(src: JobStatus, dst: JobStatus) -> None:
+    expected = PAIRS.get((src.value, dst.value))
+    assert can_transition(src, dst) is (expected is not None)
+    assert can_transition(src.value, dst.value) is (expected is not None)
+    assert trigger_for(src, dst) == expected
+    assert trigger_for(src.value, dst.value) == expected
+
+
+@pytest.mark.parametrize("src", list(JobStatus))
+def test_allowed_triggers_next_status_and_can_trigger_follow_the_table(src: JobStatus) -> None:
+    allowed = [t for t, sources, _ in DESIGN_TABLE if src.value in sources]
+    assert allowed_triggers(src) == allowed
+    assert allowed_triggers(src.value) == allowed
+    for trigger in TRIGGERS:
+        dst = MOVES.get((src.value, trigger))
+        assert can_trigger(src, trigger) is (dst is not None)
+        assert next_status(src, trigger) == (JobStatus(dst) if dst else None)
+
+
+def test_final_statuses_are_exactly_those_with_no_way_out() -> None:
+    assert {JobStatus.CANCELED, JobStatus.EXPIRED} == FINAL_STATUSES
+    assert {s for s in JobStatus if not allowed_triggers(s)} == FINAL_STATUSES
+
+
+def test_every_status_is_reachable_from_queued() -> None:
+    seen, frontier = {JobStatus.QUEUED}, [JobStatus.QUEUED]
+    while frontier:
+        status = frontier.pop()
+        for trigger in allowed_triggers(status):
+            dst = next_status(status, trigger)
+            assert dst is not None
+            if dst not in seen:
+                seen.add(dst)
+                frontier.append(dst)
+    assert seen == set(JobStatus)
+
+
+def test_mermaid_diagram_has_one_edge_per_row_source() -> None:
+    lines = mermaid_diagram().splitlines()
+    assert lines[0] == "stateDiagram-v2"
+    edge = re.compile(r"^    (\w+) --> (\w+): (\w+)$")
+    edges = [m.groups() for m in map(edge.match, lines[1:]) if m]
+    expected = [(src, dst, t) for t, sources, dst in DESIGN_TABLE for src in sources]
+    assert sorted(edges) == sorted(expected)
+    assert len(edges) == len(set(edges)) == 21
+    assert "    [*] --> queued" in lines
+    assert sorted(line for line in lines if line.endswith("--> [*]")) == [
+        "    canceled --> [*]",
+        "    expired --> [*]",
+    ]
+    assert len(lines) == 1 + 1 + 21 + 2
+
+
+def test_firing_on_many_jobs_never_builds_or_grows_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the lifecycle must not build a machine or register a job per job")
+
+    monkeypatch.setattr(Machine, "__init__", forbidden)
+    monkeypatch.setattr(Machine, "add_model", forbidden)
+    models_before = list(lifecycle._MACHINE.models)
+    for _ in range(1_000):
+        job = make_job()
+        assert job.fire("start") is JobStatus.PROCESSING
+        assert job.fire("complete") is JobStatus.COMPLETED
+    assert lifecycle._MACHINE.models == models_before == []
+
+
+@given(statuses().flatmap(lambda s: st.tuples(st.just(s), legal_trigger_sequences(start=s))))
+def test_a_legal_walk_ends_where_the_table_says(start_and_walk: tuple[JobStatus, list[str]]) -> None:
+    start, walk = start_and_walk
+    job = make_job(status=start)
+    expected = start.value
+    for trigger in walk:
+        expected = MOVES[(expected, trigger)]
+        assert fire(job, trigger) == expected
+    assert job.status == expected
+
+
+def test_illegal_transition_names_job_status_trigger_and_allowed_moves() -> None:
+    job = make_job(status=JobStatus.COMPLETED)
+    with pytest.raises(IllegalTransition) as caught:
+        job.fire("start")
+    err = caught.value
+    assert (err.job_id, err.status, err.asked) == (job.id, JobStatus.COMPLETED, "start")
+    assert err.allowed == ["follow_up"]
+    assert str(err) == f"job {job.id}: cannot start from status 'completed'; allowed from there: follow_up"
+    assert job.status is JobStatus.COMPLETED
+
+
+def test_illegal_transition_from_a_final_status_says_nothing_is_allowed() -> None:
+    job = make_job(status=JobStatus.EXPIRED)
+    with pytest.raises(IllegalTransition, match=r"allowed from there: nothing \(final status\)"):
+        fire(job, "resume")
+
+
+def test_fire_takes_the_job_id_from_the_caller_when_given() -> None:
+    class Bare:
+        status = JobStatus.CANCELED
+
+    with pytest.raises(IllegalTransition) as caught:
+        fire(Bare(), "expire", job_id="abc")
+    assert caught.value.job_id == "abc"
+    with pytest.raises(IllegalTransition) as caught:
+        fire(Bare(), "expire")
+    assert caught.value.job_id is None
+    assert "job <new>" in str(caught.value)
+
+
+def test_fire_moves_any_object_with_a_status() -> None:
+    class Bare:
+        status = JobStatus.QUEUED
+
+    bare = Bare()
+    assert fire(bare, "expire") is JobStatus.EXPIRED
+    assert bare.status is JobStatus.EXPIRED
