@@ -129,3 +129,19 @@ def test_resource_id_fields_validate() -> None:
     assert Thing(id="test12345678901234567890").id == "test12345678901234567890"
     with pytest.raises(ValidationError, match="exactly 24 characters"):
         Thing(id="short")
+
+
+@pytest.mark.parametrize("seq", [-1, 2**32])
+def test_checkpoint_sequences_outside_the_id_width_are_refused(seq: int) -> None:
+    with pytest.raises(ValueError, match="outside 0..4294967295"):
+        checkpoint_id("a" * 24, seq)
+
+
+def test_id_and_expert_key_schemas_state_their_patterns() -> None:
+    from expert_jobs.domain.wire import ExpertJob
+
+    schema = ExpertJob.model_json_schema(by_alias=True)["properties"]
+    assert schema["id"]["pattern"] == "^[a-z0-9]+$"
+    assert schema["id"]["minLength"] == schema["id"]["maxLength"] == 24
+    assert schema["expertKey"]["pattern"].startswith("^((?:@[a-z0-9][a-z0-9_.-]*\\/)?")
+    assert schema["expertKey"]["maxLength"] == 511

@@ -159,7 +159,10 @@ def test_numbers_come_as_numbers_or_numeric_strings(field: str, value: Any, expe
 @pytest.mark.parametrize("field", ["temperature", "maxSteps", "maxRetries"])
 @pytest.mark.parametrize(
     "value",
-    [True, False, math.nan, math.inf, -math.inf, "nan", "NaN", "inf", "", " ", "abc", "true", [1], {}],
+    [
+        *(True, False, math.nan, math.inf, -math.inf, "nan", "NaN", "inf", "", " ", "abc", "true", [1], {}),
+        *("1_000", "0x10", "1e999", "1 0", "+-1", "١٢"),
+    ],
 )
 def test_numbers_refuse_booleans_nan_infinity_and_words(field: str, value: Any) -> None:
     assert reason_for(StartJobRequest, {"expertKey": "writer", field: value}).startswith(f"body.{field}: ")
@@ -179,7 +182,10 @@ def test_numbers_refuse_booleans_nan_infinity_and_words(field: str, value: Any) 
         ("maxRetries", "-1", "greater than or equal to 0"),
         ("maxRetries", 0.5, "must be a whole number"),
         ("maxSteps", True, "must be a number, not a boolean"),
-        ("temperature", "nan", "must be a finite number"),
+        ("temperature", math.nan, "must be a finite number"),
+        ("temperature", "1e999", "must be a finite number"),
+        ("temperature", "nan", "must be a number, got 'nan'"),
+        ("maxSteps", "1_000", "must be a number, got '1_000'"),
         ("temperature", "abc", "must be a number, got 'abc'"),
     ],
 )

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from expert_jobs.domain.errors import InvalidExpertKey
 
@@ -65,5 +65,16 @@ def _validate_key(value: str) -> str:
     return value
 
 
-ExpertKeyStr = Annotated[str, AfterValidator(_validate_key)]
+ExpertKeyStr = Annotated[
+    str,
+    AfterValidator(_validate_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": EXPERT_KEY_PATTERN.pattern,
+            "maxLength": EXPERT_KEY_MAX_LENGTH,
+            "description": "Unique identifier for an expert version (name@version or name@tag)",
+        }
+    ),
+]
 """A pydantic-validated expert key string."""

@@ -7,7 +7,7 @@ import os
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 __all__ = [
     "ID_LENGTH",
@@ -69,7 +69,19 @@ def validate_id(value: str) -> str:
     return value
 
 
-ResourceId = Annotated[str, AfterValidator(validate_id)]
+ResourceId = Annotated[
+    str,
+    AfterValidator(validate_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[a-z0-9]+$",
+            "minLength": ID_LENGTH,
+            "maxLength": ID_LENGTH,
+            "description": "A unique identifier for a resource",
+        }
+    ),
+]
 """A pydantic-validated id field (the spec's ``^[a-z0-9]+$``, length 24)."""
 
 
@@ -77,8 +89,14 @@ def checkpoint_id(job_id: str, seq: int) -> str:
     """The id of a job's ``seq``-th checkpoint: the job id's first 15 symbols, ``c``, then ``seq`` as
     8 hexadecimal digits. Stable (a step repeated after a crash rewrites the same id), unique
     within the job and, through the job id's randomness, across jobs.
+    Sequence numbers go up to 2**32 - 1, far beyond any job's steps.
     """
+    if not 0 <= seq <= _MAX_CHECKPOINT_SEQ:
+        raise ValueError(f"checkpoint sequence {seq} is outside 0..{_MAX_CHECKPOINT_SEQ}")
     return f"{job_id[:15]}c{seq:08x}"
+
+
+_MAX_CHECKPOINT_SEQ = 0xFFFFFFFF
 
 
 def derived_id(*parts: str | int) -> str:

@@ -9,6 +9,7 @@ every offending field path.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -66,19 +67,19 @@ ModelId = Annotated[
 """One of the spec's 22 model ids (or an id the runtime registered, passed as validation context)."""
 
 
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def _number(value: Any, *, integer: bool) -> Any:
     """Accept a number or a numeric string; refuse booleans, blanks, NaN and infinities."""
     if isinstance(value, bool):
         raise ValueError("must be a number, not a boolean")
     if isinstance(value, str):
         text = value.strip()
-        if not text:
-            raise ValueError("must be a number")
-        try:
-            parsed: float | int = int(text) if integer and text.lstrip("+-").isdigit() else float(text)
-        except ValueError:
-            raise ValueError(f"must be a number, got {value!r}") from None
-        value = parsed
+        # Plain decimal notation only: Python's own parsers also take "1_000", "inf" and "nan".
+        if _DECIMAL.fullmatch(text) is None:
+            raise ValueError(f"must be a number, got {value!r}")
+        value = int(text) if integer and text.lstrip("+-").isdigit() else float(text)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")

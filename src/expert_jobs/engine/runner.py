@@ -640,74 +640,73 @@ class JobRunner:
         absorb_all: bool,
         force: bool,
     ) -> None:
-        if True:
-            job = self.job
-            expected = job.version
-            now_mono = self._clock.monotonic()
-            self._elapsed_ms += (now_mono - self._mark) * 1000.0
-            self._mark = now_mono
-            job.total_duration_ms = int(self._elapsed_ms)
-            if new_step:
-                job.total_steps += 1
-                job.current_step = job.total_steps
-            absorbed = self._runs.values() if absorb_all else (run,) if run is not None else ()
-            step_usage = ZERO_USAGE
-            for each in absorbed:
-                unsaved = each.unsaved
-                if unsaved is not ZERO_USAGE:
-                    step_usage = unsaved if step_usage is ZERO_USAGE else step_usage + unsaved
-                    each.usage = unsaved if each.usage is ZERO_USAGE else each.usage + unsaved
-            if step_usage is not ZERO_USAGE:
-                job.usage = job.usage + step_usage
-            if trigger is not None:
-                self._transition(trigger, run)
-            job.updated_at = self._clock.now()
-            checkpoint = None
-            if run is not None:
-                seq = job.checkpoint_seq + 1
-                messages = run.messages
-                checkpoint = Checkpoint(
-                    checkpoint_id(job.id, seq),
-                    job.id,
-                    run.id,
-                    seq,
-                    job.current_step,
-                    kind,
-                    job.status,
-                    run.state,
-                    run.expert.key,
-                    job.updated_at,
-                    tuple(messages[run.saved_count :]),
-                    len(messages),
-                    job.usage,
-                    run.usage,
-                    step_usage,
-                    job.total_steps,
-                    job.total_duration_ms,
-                    run.retry_count,
-                    run.parent_id,
-                    run.parent_call_id,
-                    run.pending,
-                    run.partial,
-                    run.delegations,
-                    run.error,
-                )
-                job.checkpoint_seq = seq
-                job.last_checkpoint_id = checkpoint.id
-            self._in_write = True
-            try:
-                await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
-            except StaleJobVersion:
-                self._events.clear()
-                await self._lost_race(force)
-            finally:
-                self._in_write = False
-            for each in absorbed:
-                each.unsaved = ZERO_USAGE
-            if run is not None:
-                run.saved_count = len(run.messages)
-            if self._bus.active:
-                self._publish_written(run, checkpoint, kind, new_step, step_usage)
+        job = self.job
+        expected = job.version
+        now_mono = self._clock.monotonic()
+        self._elapsed_ms += (now_mono - self._mark) * 1000.0
+        self._mark = now_mono
+        job.total_duration_ms = int(self._elapsed_ms)
+        if new_step:
+            job.total_steps += 1
+            job.current_step = job.total_steps
+        absorbed = self._runs.values() if absorb_all else (run,) if run is not None else ()
+        step_usage = ZERO_USAGE
+        for each in absorbed:
+            unsaved = each.unsaved
+            if unsaved is not ZERO_USAGE:
+                step_usage = unsaved if step_usage is ZERO_USAGE else step_usage + unsaved
+                each.usage = unsaved if each.usage is ZERO_USAGE else each.usage + unsaved
+        if step_usage is not ZERO_USAGE:
+            job.usage = job.usage + step_usage
+        if trigger is not None:
+            self._transition(trigger, run)
+        job.updated_at = self._clock.now()
+        checkpoint = None
+        if run is not None:
+            seq = job.checkpoint_seq + 1
+            messages = run.messages
+            checkpoint = Checkpoint(
+                checkpoint_id(job.id, seq),
+                job.id,
+                run.id,
+                seq,
+                job.current_step,
+                kind,
+                job.status,
+                run.state,
+                run.expert.key,
+                job.updated_at,
+                tuple(messages[run.saved_count :]),
+                len(messages),
+                job.usage,
+                run.usage,
+                step_usage,
+                job.total_steps,
+                job.total_duration_ms,
+                run.retry_count,
+                run.parent_id,
+                run.parent_call_id,
+                run.pending,
+                run.partial,
+                run.delegations,
+                run.error,
+            )
+            job.checkpoint_seq = seq
+            job.last_checkpoint_id = checkpoint.id
+        self._in_write = True
+        try:
+            await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
+        except StaleJobVersion:
+            self._events.clear()
+            await self._lost_race(force)
+        finally:
+            self._in_write = False
+        for each in absorbed:
+            each.unsaved = ZERO_USAGE
+        if run is not None:
+            run.saved_count = len(run.messages)
+        if self._bus.active:
+            self._publish_written(run, checkpoint, kind, new_step, step_usage)
 
     def _publish_written(
         self, run: _Run | None, checkpoint: Checkpoint | None, kind: str, new_step: bool, step_usage: Usage
