@@ -1,1 +1,27 @@
-"""api layer of expert-jobs."""
+"""The API layer: :func:`dispatch` (method, path, headers, query, body -> status, JSON body) over an
+:class:`~expert_jobs.service.ExpertJobsService`, with authentication, routing, error mapping and
+the OpenAPI document. A transport is a few lines over :meth:`Api.dispatch`."""
+
+from expert_jobs.api.dispatch import (
+    OPENAPI_PATH,
+    PREFIX,
+    Api,
+    ApiResponse,
+    Headers,
+    QueryParams,
+    dispatch,
+    sse_event,
+)
+from expert_jobs.api.openapi import openapi_document
+
+__all__ = [
+    "OPENAPI_PATH",
+    "PREFIX",
+    "Api",
+    "ApiResponse",
+    "Headers",
+    "QueryParams",
+    "dispatch",
+    "openapi_document",
+    "sse_event",
+]

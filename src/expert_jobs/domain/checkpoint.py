@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from expert_jobs.domain.job import iso_utc
 from expert_jobs.domain.messages import Message, ToolCall, ToolResult, message_from_data, message_to_data
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
@@ -169,7 +170,7 @@ class Checkpoint:
             "status": self.status.value,
             "runState": self.run_state,
             "expertKey": self.expert_key,
-            "createdAt": self.created_at,
+            "createdAt": iso_utc(self.created_at),
             "newMessages": data["new_messages"],
             "messageCount": self.message_count,
             "usage": data["usage"],

@@ -356,14 +356,10 @@ class Runtime:
         job = await self.get(job_id)
         latest = await self.store.latest_checkpoints(job_id)
         root = latest.get(root_run_id(job_id))
+        self._check_continuable(job, root, query, files, interactive, tool_call_id, model)
         if interactive:
-            if job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
-                raise CannotContinue(job_id, job.status)
-            if root is None or not root.pending_calls:
-                raise CannotContinue(job_id, job.status, "No checkpoint found")
-            call = next((c for c in root.pending_calls if tool_call_id in (None, c.id)), None)
-            if call is None:
-                raise CannotContinue(job_id, job.status, f"no pending tool call {tool_call_id!r}")
+            assert root is not None
+            call = next(c for c in root.pending_calls if tool_call_id in (None, c.id))
             answered = (*root.partial_results, ToolResult(call.id, call.name, query or ""))
             remaining = tuple(c for c in root.pending_calls if c.id != call.id)
             trigger: str | None = None
@@ -378,18 +374,6 @@ class Runtime:
                 answered, trigger, state = (), "resume", "running"
             checkpoint_fields: dict[str, Any] = {"pending_calls": remaining, "partial_results": answered}
         else:
-            if job.status not in _FOLLOW_UP_FROM:
-                raise CannotContinue(job_id, job.status)
-            if root is None:
-                raise CannotContinue(job_id, job.status, "No checkpoint found")
-            if not query and not files:
-                raise UsageError("Query or files are required")
-            if files:
-                if self.workspace is None:
-                    raise UsageError("files were given but the runtime has no workspace")
-                self.workspace.check(
-                    job.application_id, tuple(files), self.models.get_info(model or job.model).provider
-                )
             new_messages = (await user_message(query, tuple(files), job.application_id, self.workspace),)
             trigger, state = "follow_up", "running"
             checkpoint_fields = {"pending_calls": (), "partial_results": (), "delegations": (), "error": None}
@@ -472,6 +456,9 @@ class Runtime:
             step_usage=checkpoint.usage,  # inherited, so checkpoint usages still sum to the job's
         )
         job.last_checkpoint_id = first.id
+        if query or files or interactive:
+            # Refuse a continuation that cannot be done before the branch exists: no dangling job.
+            self._check_continuable(job, first, query, files, interactive, tool_call_id, model)
         await self.store.create(job, first)
         if query or files or interactive:
             return await self.continue_job(
@@ -479,6 +466,38 @@ class Runtime:
             )
         self._wake()
         return job
+
+    def _check_continuable(
+        self,
+        job: Job,
+        root: Checkpoint | None,
+        query: str | None,
+        files: Sequence[str],
+        interactive: bool,
+        tool_call_id: str | None,
+        model: str | None,
+    ) -> None:
+        """Raise what :meth:`continue_job` would refuse, before anything is written."""
+        if interactive:
+            if job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
+                raise CannotContinue(job.id, job.status)
+            if root is None or not root.pending_calls:
+                raise CannotContinue(job.id, job.status, "No checkpoint found")
+            if not any(tool_call_id in (None, c.id) for c in root.pending_calls):
+                raise CannotContinue(job.id, job.status, f"no pending tool call {tool_call_id!r}")
+            return
+        if job.status not in _FOLLOW_UP_FROM:
+            raise CannotContinue(job.id, job.status)
+        if root is None:
+            raise CannotContinue(job.id, job.status, "No checkpoint found")
+        if not query and not files:
+            raise UsageError("Query or files are required")
+        if files:
+            if self.workspace is None:
+                raise UsageError("files were given but the runtime has no workspace")
+            self.workspace.check(
+                job.application_id, tuple(files), self.models.get_info(model or job.model).provider
+            )
 
     def _apply_overrides(
         self,
@@ -522,8 +541,8 @@ class Runtime:
             if runner is not None:
                 runner.request_cancel()
             return job
-        self._publish_transition(job, before, "cancel")
-        return await self.apply_trigger(job, "finish_cancel")
+        # Nobody holds it: straight on to canceled, one write; both moves are published once it landed.
+        return await self.apply_trigger(job, "finish_cancel", earlier=(before, "cancel"))
 
     async def update_status(self, job_id: str, status: JobStatus | str) -> Job:
         """The system status update: apply the lifecycle edge from the job's status to ``status``.
@@ -543,8 +562,14 @@ class Runtime:
         assert trigger is not None
         return await self.apply_trigger(job, trigger)
 
-    async def apply_trigger(self, job: Job, trigger: str) -> Job:
-        """Apply ``trigger`` to a job no runner is driving, with a checkpoint when it stops the job."""
+    async def apply_trigger(
+        self, job: Job, trigger: str, *, earlier: tuple[JobStatus, str] | None = None
+    ) -> Job:
+        """Apply ``trigger`` to a job no runner is driving, with a checkpoint when it stops the job.
+
+        ``earlier`` is a move already applied to ``job`` in memory but not yet saved (its former
+        status and trigger); it is published, before ``trigger``'s, once the write has landed.
+        """
         latest = await self.store.latest_checkpoints(job.id)
         root = latest.get(root_run_id(job.id))
         state: RunState = {
@@ -554,7 +579,7 @@ class Runtime:
             "complete": "completed",
             "exceed_max_steps": "exceededMaxSteps",
         }.get(trigger, root.run_state if root else "running")  # type: ignore[assignment]
-        await self._write_external(job, root, trigger, "stop", state, ())
+        await self._write_external(job, root, trigger, "stop", state, (), earlier=earlier)
         runner = self._active.get(job.id)
         if runner is not None and job.status in (S.CANCELING,):
             runner.request_cancel()
@@ -569,6 +594,7 @@ class Runtime:
         kind: CheckpointKind,
         state: RunState,
         new_messages: tuple[Message, ...],
+        earlier: tuple[JobStatus, str] | None = None,
         **fields: Any,
     ) -> None:
         """Save ``job`` after ``trigger`` with a checkpoint of its root run (built from the latest)."""
@@ -602,6 +628,8 @@ class Runtime:
         job.last_checkpoint_id = checkpoint.id
         await self.store.save(job, expected_version=expected, checkpoint=checkpoint)
         if self.events.active:
+            if earlier is not None:
+                self._publish_transition(job, earlier[0], earlier[1], after=before)
             self.events.publish(
                 JobEvent(
                     "checkpoint",
@@ -617,7 +645,9 @@ class Runtime:
             if trigger is not None:
                 self._publish_transition(job, before, trigger)
 
-    def _publish_transition(self, job: Job, before: JobStatus, trigger: str) -> None:
+    def _publish_transition(
+        self, job: Job, before: JobStatus, trigger: str, *, after: JobStatus | None = None
+    ) -> None:
         if self.events.active:
             self.events.publish(
                 JobEvent(
@@ -627,7 +657,7 @@ class Runtime:
                     job.expert_key,
                     job.current_step,
                     job.updated_at,
-                    job.status,
+                    job.status if after is None else after,
                     before,
                     trigger,
                 )

@@ -71,6 +71,21 @@ class KeyRing:
         """Accept another system key (by its hash)."""
         self._system_hashes = (*self._system_hashes, key_hash)
 
+    def application(self, application_id: str) -> Application | None:
+        """The registered application ``application_id``, or ``None``."""
+        return self.applications.get(application_id)
+
+    def provider_key(self, provider: str, application_id: str | None, /) -> str | None:
+        """The application's own key for ``provider`` (``None``: fall back to the environment).
+
+        Shaped as the provider registry's ``key_for`` hook:
+        ``ProviderRegistry(key_for=keyring.provider_key)``.
+        """
+        application = self.applications.get(application_id or "")
+        if application is None:
+            return None
+        return application.provider_keys.get(provider) or None
+
     def authenticate(self, key: str) -> Principal | None:
         """The application (or system) ``key`` belongs to, or ``None``.
 

@@ -1,0 +1,535 @@
+"""The OpenAPI 3.1 document of the API, generated from the wire models.
+
+Request and response bodies come from the pydantic models of :mod:`expert_jobs.domain.wire`
+(``models_json_schema``, every ``$ref`` under ``#/components/schemas``); the checkpoint objects,
+which the domain builds as plain data, are described here. Paths, parameters, responses and the
+security schemes follow the spec (``/work/shared/spec/expert-jobs-api.md``) and DESIGN.md's extra
+routes. Two refinements over the spec's text, both accepting what the spec allows: ``temperature``,
+``maxSteps`` and ``maxRetries`` are documented as numeric strings *or* numbers, and ``take`` /
+``skip`` as integers with their defaults (optional).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from expert_jobs.api.dispatch import PREFIX
+from expert_jobs.domain.wire import (
+    ContinueJobRequest,
+    ExpertJobResponse,
+    ListJobsResponse,
+    ResumeFromRequest,
+    StartJobRequest,
+    UpdateStatusRequest,
+)
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{model}"
+_ID = {
+    "type": "string",
+    "pattern": "^[a-z0-9]+$",
+    "minLength": 24,
+    "maxLength": 24,
+    "description": "A unique identifier for a resource",
+    "examples": ["test12345678901234567890"],
+}
+_NUMBER_STRING = "^(0(\\.[0-9]+)?|1(\\.0+)?|\\.[0-9]+)$"
+_COUNT_STRING = {"maxSteps": "^[1-9][0-9]{0,5}$", "maxRetries": "^[0-9]{1,5}$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _error_schema(code: int, error: str, reason: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "code": {"type": "integer", "const": code},
+            "error": {"type": "string", "const": error},
+            "reason": reason if reason is not None else {"type": "string"},
+        },
+        "required": ["code", "error", "reason"],
+    }
+
+
+def _usage_ref() -> dict[str, str]:
+    return _ref("Usage")
+
+
+def _checkpoint_schema() -> dict[str, Any]:
+    nullable_string = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "type": "object",
+        "description": "An immutable snapshot of a run, written at every step end and every stop.",
+        "properties": {
+            "type": {"type": "string", "const": "checkpoint"},
+            "id": _ID,
+            "expertJobId": _ID,
+            "runId": {"type": "string"},
+            "parentRunId": nullable_string,
+            "seq": count,
+            "stepNumber": count,
+            "kind": {"type": "string", "enum": ["start", "step", "pause", "resume", "stop"]},
+            "status": _ref("JobStatus"),
+            "runState": {
+                "type": "string",
+                "enum": [
+                    "running",
+                    "waitingDelegates",
+                    "waitingInteractive",
+                    "completed",
+                    "exceededMaxSteps",
+                    "failed",
+                    "canceled",
+                    "expired",
+                ],
+            },
+            "expertKey": {"type": "string"},
+            "createdAt": {"type": "string", "format": "date-time", "description": "ISO-8601 UTC"},
+            "newMessages": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "The messages this checkpoint added to its run's history",
+            },
+            "messageCount": count,
+            "usage": _usage_ref(),
+            "runUsage": _usage_ref(),
+            "stepUsage": _usage_ref(),
+            "totalSteps": count,
+            "totalDuration": count,
+            "retryCount": count,
+            "pendingToolCalls": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "arguments": {"type": "object"},
+                        "signature": nullable_string,
+                    },
+                    "required": ["id", "name", "arguments"],
+                },
+            },
+            "partialToolResults": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "call_id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "content": {"type": "string"},
+                        "is_error": {"type": "boolean"},
+                    },
+                    "required": ["call_id", "name", "content", "is_error"],
+                },
+            },
+            "delegations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "call_id": {"type": "string"},
+                        "run_id": {"type": "string"},
+                        "expert_key": {"type": "string"},
+                        "query": {"type": "string"},
+                    },
+                    "required": ["call_id", "run_id", "expert_key", "query"],
+                },
+            },
+            "error": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        },
+        "required": [
+            "type",
+            "id",
+            "expertJobId",
+            "runId",
+            "seq",
+            "stepNumber",
+            "kind",
+            "status",
+            "runState",
+            "expertKey",
+            "createdAt",
+            "newMessages",
+            "messageCount",
+            "usage",
+            "totalSteps",
+            "totalDuration",
+        ],
+    }
+
+
+def _refine_numbers(schema: dict[str, Any]) -> None:
+    """``temperature``/``maxSteps``/``maxRetries``: a numeric string (the spec) or a number."""
+    properties = schema.get("properties", {})
+    if "temperature" in properties:
+        properties["temperature"] = {
+            "anyOf": [
+                {"type": "string", "pattern": _NUMBER_STRING},
+                {"type": "number", "minimum": 0, "maximum": 1},
+                {"type": "null"},
+            ],
+            "description": "A number from 0 to 1 (a numeric string or a number)",
+        }
+    for name, pattern in _COUNT_STRING.items():
+        if name in properties:
+            minimum = 1 if name == "maxSteps" else 0
+            properties[name] = {
+                "anyOf": [
+                    {"type": "string", "pattern": pattern},
+                    {"type": "integer", "minimum": minimum, "maximum": 100_000},
+                    {"type": "null"},
+                ],
+                "description": f"A whole number >= {minimum} (a numeric string or a number)",
+            }
+
+
+def _schemas() -> dict[str, Any]:
+    _, generated = models_json_schema(
+        [
+            (StartJobRequest, "validation"),
+            (ContinueJobRequest, "validation"),
+            (ResumeFromRequest, "validation"),
+            (UpdateStatusRequest, "validation"),
+            (ExpertJobResponse, "serialization"),
+            (ListJobsResponse, "serialization"),
+        ],
+        ref_template=_REF,
+    )
+    schemas: dict[str, Any] = copy.deepcopy(generated["$defs"])
+    for name in ("StartJobRequest", "ContinueJobRequest", "ResumeFromRequest"):
+        _refine_numbers(schemas[name])
+    schemas["Checkpoint"] = _checkpoint_schema()
+    schemas["CheckpointResponse"] = {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "object",
+                "properties": {"checkpoint": _ref("Checkpoint")},
+                "required": ["checkpoint"],
+            }
+        },
+        "required": ["data"],
+    }
+    schemas["CheckpointListResponse"] = {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "object",
+                "properties": {"checkpoints": {"type": "array", "items": _ref("Checkpoint")}},
+                "required": ["checkpoints"],
+            },
+            "meta": _ref("ListJobsMeta"),
+        },
+        "required": ["data", "meta"],
+    }
+    schemas["BadRequestError"] = _error_schema(400, "Bad Request")
+    schemas["UnauthorizedError"] = _error_schema(
+        401, "Unauthorized", {"type": "string", "const": "Failed to authenticate"}
+    )
+    schemas["NotFoundError"] = _error_schema(404, "Not Found")
+    schemas["ConflictError"] = _error_schema(409, "Conflict")
+    schemas["ValidationFailedError"] = _error_schema(422, "Validation Failed", {})
+    return schemas
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_UNAUTHORIZED = _json(
+    _ref("UnauthorizedError"),
+    "Authentication failed. Possible reasons:\n- Authorization header is not provided\n"
+    "- Invalid API key\n- Application not found",
+)
+_JOB_OK = _json(_ref("ExpertJobResponse"), "Response for status 200")
+_JOB_NOT_FOUND = _json(_ref("NotFoundError"), "Expert job not found.")
+
+
+def _path_param(name: str = "expertJobId") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": dict(_ID)}
+
+
+def _page_params() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "take",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+        },
+        {
+            "name": "skip",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0, "default": 0},
+        },
+    ]
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _continue_like(operation_id: str, summary: str, description: str, body: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "tags": ["Expert Jobs"],
+        "security": [{"apiKey": []}],
+        "parameters": [_path_param()],
+        "requestBody": _body(body),
+        "responses": {
+            "200": _JOB_OK,
+            "400": _json(
+                _ref("BadRequestError"),
+                "Bad Request. Possible reasons:\n- Current status is unable to continue\n"
+                "- No checkpoint found\n- Query or files are required\n- Provider API key not found",
+            ),
+            "401": _UNAUTHORIZED,
+            "404": _JOB_NOT_FOUND,
+            "422": _json(
+                _ref("ValidationFailedError"), "Request body or path parameter schema validation failed."
+            ),
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    item = PREFIX + "{expertJobId}"
+    tags = ["Expert Jobs"]
+    return {
+        PREFIX + "{expertJobId}": {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobsByExpertJobId",
+                "summary": "Get an expert job",
+                "description": "Retrieve detailed information about a specific expert job including its "
+                "current status.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [_path_param()],
+                "responses": {
+                    "200": _JOB_OK,
+                    "401": _UNAUTHORIZED,
+                    "404": _JOB_NOT_FOUND,
+                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                },
+            },
+            "post": {
+                "operationId": "postApiStudioV1Expert_jobsByExpertJobId",
+                "summary": "Update an expert job status",
+                "description": "Update the status of an expert job. Internal API for system use only.",
+                "tags": tags,
+                "security": [{"systemKey": []}],
+                "parameters": [_path_param()],
+                "requestBody": _body("UpdateStatusRequest"),
+                "responses": {
+                    "200": _JOB_OK,
+                    "401": _json(
+                        _ref("UnauthorizedError"),
+                        "Authentication failed. Possible reasons:\n- Authorization header is not provided\n"
+                        "- Invalid system API key",
+                    ),
+                    "404": _JOB_NOT_FOUND,
+                    "409": _json(
+                        _ref("ConflictError"), "The job's current status does not allow the requested one."
+                    ),
+                    "422": _json(
+                        _ref("ValidationFailedError"),
+                        "Request body or path parameter schema validation failed.",
+                    ),
+                },
+            },
+        },
+        PREFIX: {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobs",
+                "summary": "List expert jobs",
+                "description": "List all expert jobs in the application. Supports filtering by expert key, "
+                "sorting, and pagination. `filter` keeps jobs whose expert key contains it (ignoring "
+                "case); `sort` defaults to `createdAt`, `order` to `desc`.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {"name": "applicationId", "in": "query", "required": True, "schema": dict(_ID)},
+                    {
+                        "name": "filter",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
+                    {
+                        "name": "sort",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "string",
+                            "enum": ["createdAt", "updatedAt"],
+                            "default": "createdAt",
+                        },
+                    },
+                    {
+                        "name": "order",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                    },
+                    *_page_params(),
+                ],
+                "responses": {
+                    "200": _json(_ref("ListJobsResponse"), "Response for status 200"),
+                    "401": _UNAUTHORIZED,
+                    "422": _json(_ref("ValidationFailedError"), "Query parameter schema validation failed."),
+                },
+            },
+            "post": {
+                "operationId": "postApiStudioV1Expert_jobs",
+                "summary": "Start an expert job",
+                "description": "Start a new expert job execution. Requires an expert key, and optionally a "
+                "query and/or files. The job runs asynchronously and can be monitored via checkpoints.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "requestBody": _body("StartJobRequest"),
+                "responses": {
+                    "200": _JOB_OK,
+                    "400": _json(
+                        _ref("BadRequestError"),
+                        "Bad Request. Possible reasons:\n- Query or files are required\n"
+                        "- Provider API key not found",
+                    ),
+                    "401": _UNAUTHORIZED,
+                    "404": _json(_ref("NotFoundError"), "Expert not found."),
+                    "422": _json(_ref("ValidationFailedError"), "Request body schema validation failed."),
+                },
+            },
+        },
+        item + "/continue": {
+            "post": _continue_like(
+                "postApiStudioV1Expert_jobsByExpertJobIdContinue",
+                "Continue an expert job",
+                "Answer the pending interactive tool call (`interactiveToolCallResult: true`, the "
+                "`query` is the answer) or follow up a completed, exceededMaxSteps or failed job with "
+                "a new query and/or files.",
+                "ContinueJobRequest",
+            )
+        },
+        item + "/resume_from": {
+            "post": _continue_like(
+                "postApiStudioV1Expert_jobsByExpertJobIdResume_from",
+                "Branch a new job from a checkpoint",
+                "Start a new job from any checkpoint of the job's root run, optionally continued with an "
+                "answer or a follow-up.",
+                "ResumeFromRequest",
+            )
+        },
+        item + "/cancel": {
+            "post": {
+                "operationId": "postApiStudioV1Expert_jobsByExpertJobIdCancel",
+                "summary": "Cancel an expert job",
+                "description": "Cancel the job: `canceled` at once when no worker holds it, else "
+                "`canceling` until its worker stops it.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [_path_param()],
+                "responses": {
+                    "200": _JOB_OK,
+                    "401": _UNAUTHORIZED,
+                    "404": _JOB_NOT_FOUND,
+                    "409": _json(_ref("ConflictError"), "The job can no longer be canceled."),
+                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                },
+            }
+        },
+        item + "/checkpoints": {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpoints",
+                "summary": "List a job's checkpoints",
+                "description": "The job's checkpoints (every run's) in sequence order, paged.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [_path_param(), *_page_params()],
+                "responses": {
+                    "200": _json(_ref("CheckpointListResponse"), "Response for status 200"),
+                    "401": _UNAUTHORIZED,
+                    "404": _JOB_NOT_FOUND,
+                    "422": _json(
+                        _ref("ValidationFailedError"), "Path or query parameter schema validation failed."
+                    ),
+                },
+            }
+        },
+        item + "/checkpoints/stream": {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsStream",
+                "summary": "Stream a job's checkpoints",
+                "description": "Server-sent events: one `message` event per checkpoint (`id` is its "
+                "`seq`, `data` the checkpoint as JSON), those already written first; the stream ends "
+                "once the job rests (completed, paused for a person, failed, exceededMaxSteps, "
+                "canceled, expired). A `Last-Event-ID` header resumes after that seq.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [_path_param()],
+                "responses": {
+                    "200": {
+                        "description": "A stream of checkpoints",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "401": _UNAUTHORIZED,
+                    "404": _JOB_NOT_FOUND,
+                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                },
+            }
+        },
+        item + "/checkpoints/{checkpointId}": {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsByCheckpointId",
+                "summary": "Get one checkpoint",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [_path_param(), _path_param("checkpointId")],
+                "responses": {
+                    "200": _json(_ref("CheckpointResponse"), "Response for status 200"),
+                    "401": _UNAUTHORIZED,
+                    "404": _json(_ref("NotFoundError"), "Expert job or checkpoint not found."),
+                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                },
+            }
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (a fresh copy on every call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Expert Jobs API",
+            "version": "v1",
+            "description": "Run LLM expert jobs: start, monitor, continue and cancel them.",
+        },
+        "tags": [{"name": "Expert Jobs"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An application's API key: `Authorization: Bearer ejk_...`",
+                },
+                "systemKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A system key of the runtime: `Authorization: Bearer ejs_...`",
+                },
+            },
+        },
+    }
