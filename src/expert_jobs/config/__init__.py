@@ -30,6 +30,7 @@ from expert_jobs.config._load import (
     find_config,
     load_config,
     parse_config,
+    with_store,
 )
 from expert_jobs.config._schema import (
     DEFAULT_STORE_URL,
@@ -76,4 +77,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "provider_keys",
+    "with_store",
 ]

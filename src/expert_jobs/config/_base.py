@@ -22,6 +22,9 @@ NAMED_TABLES = frozenset(
 """Tables whose keys are names the user chose (shown quoted in error messages)."""
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# pydantic names the member of a (non-discriminated) union that failed in the error location:
+# ``float``, ``constrained-int``, ``literal['low','high']``, ``function-after[...]``...
+_UNION_MEMBER = re.compile(r"^(constrained-)?(int|float|str|bool|none|bytes)$|^[a-z-]+\[.*\]$")
 
 
 class ConfigModel(BaseModel):
@@ -87,14 +90,33 @@ def problems_of(exc: ValidationError, *, union_tags: frozenset[str] = frozenset(
 
     pydantic puts the tag of a tagged union into the location (``skills."data".pythonSkill.module``);
     a part in ``union_tags`` right after a named skill is dropped.
+    A part naming the member of a plain union (``reasoningBudget.constrained-int``) is dropped
+    too, and the messages of one key are joined with "or" (the value matched none of the members).
     """
-    problems: list[ConfigProblem] = []
+    merged: dict[str, list[str]] = {}
     for error in exc.errors(include_url=False):
         raw = list(error["loc"])
         loc = [
             part
             for index, part in enumerate(raw)
             if not (part in union_tags and index >= 2 and raw[index - 2] == "skills")
+            and not _is_union_member(raw, index)
         ]
-        problems.append((format_key(loc), _message(error)))
-    return problems
+        messages = merged.setdefault(format_key(loc), [])
+        message = _message(error)
+        if message not in messages:
+            messages.append(message)
+    return [(key, _either(messages)) for key, messages in merged.items()]
+
+
+def _either(messages: list[str]) -> str:
+    """``Input should be A`` and ``Input should be B`` as ``Input should be A; or B``."""
+    rest = [m.removeprefix("Input should be ") for m in messages[1:]]
+    return "; or ".join([messages[0], *rest])
+
+
+def _is_union_member(loc: Sequence[str | int], index: int) -> bool:
+    part = loc[index]
+    if not isinstance(part, str) or index == 0 or loc[index - 1] in NAMED_TABLES:
+        return False  # a key of the file, or a name the user chose
+    return _UNION_MEMBER.fullmatch(part) is not None

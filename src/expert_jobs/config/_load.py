@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from expert_jobs.config._base import ConfigModel, format_key, problems_of
 from expert_jobs.config._errors import ConfigError, ConfigProblem
-from expert_jobs.config._schema import SKILL_TAGS, Config, ExpertConfig, InteractiveSkill
+from expert_jobs.config._schema import SKILL_TAGS, Config, ExpertConfig, InteractiveSkill, check_store_url
 from expert_jobs.config._turns import TurnConfig
 from expert_jobs.domain.errors import InvalidExpertKey
 from expert_jobs.domain.expert_key import parse_expert_key
@@ -29,6 +29,7 @@ __all__ = [
     "find_config",
     "load_config",
     "parse_config",
+    "with_store",
 ]
 
 CONFIG_ENV_VAR = "EXPERT_JOBS_CONFIG"
@@ -106,6 +107,19 @@ def parse_config(
     config._source = source
     config._base_dir = base
     return config
+
+
+def with_store(config: Config, url: str) -> Config:
+    """``config`` with its ``store`` replaced by ``url`` (a command line's ``--store``).
+
+    A relative SQLite path stays relative to the current directory. Raises :class:`ConfigError`
+    (key ``store``) for a URL of an unknown kind.
+    """
+    try:
+        check_store_url(url)
+    except ValueError as exc:
+        raise ConfigError(config.source, [("store", str(exc))]) from None
+    return config.model_copy(update={"store": url})
 
 
 def _absolute(base: Path, path: Path) -> Path:

@@ -40,6 +40,7 @@ __all__ = [
     "ServerConfig",
     "Skill",
     "WorkerConfig",
+    "check_store_url",
 ]
 
 DEFAULT_STORE_URL = "sqlite:///expert-jobs.db"
@@ -326,8 +327,12 @@ class Config(ConfigModel):
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, value: str) -> str:
-        if not value.startswith(("memory://", "sqlite://", "postgresql://", "postgres://")):
-            raise ValueError(
-                f"{value!r}: expected memory://, sqlite:///path or postgresql://user@host/db"
-            )
-        return value
+        return check_store_url(value)
+
+
+def check_store_url(value: str) -> str:
+    """``value`` if it names a store expert-jobs can open (``memory://``, ``sqlite:///path``,
+    ``postgresql://...``); else ``ValueError`` saying what is expected."""
+    if not value.startswith(("memory://", "sqlite://", "postgresql://", "postgres://")):
+        raise ValueError(f"{value!r}: expected memory://, sqlite:///path or postgresql://user@host/db")
+    return value

@@ -1,0 +1,707 @@
+"""The ``expert-jobs`` commands (typer): ``run``, ``jobs list|show|checkpoints``, ``keys create``,
+``serve`` and ``--version``. Described with examples in ``docs/cli.md``.
+
+Output: JSON results go to stdout; the live view, tables' notes, prompts and errors go to stderr.
+Exit codes: 0 a completed job (or a command that worked); 1 a job that ended otherwise (failed,
+exceededMaxSteps, canceled, expired); 2 a usage or configuration error; 3 a job left waiting for an
+answer that could not be had; 130 a job canceled by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from expert_jobs.config import (
+    Config,
+    build_runtime,
+    build_store,
+    expert_key_of,
+    find_config,
+    load_config,
+    parse_config,
+    with_store,
+)
+from expert_jobs.domain.errors import CannotContinue, ExpertJobsError, JobNotFound, UsageError
+from expert_jobs.domain.ids import is_id
+from expert_jobs.domain.job import Job, JobQuery, iso_utc
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.engine.runtime import Runtime
+from expert_jobs.ports.store import JobStore
+from expert_jobs.transports.cli import _run
+from expert_jobs.transports.cli._run import AnswerNeeded, Answers, JobAbandoned, RunRequest
+
+__all__ = [
+    "EXIT_ANSWER_NEEDED",
+    "EXIT_INTERRUPTED",
+    "EXIT_JOB_NOT_COMPLETED",
+    "EXIT_USAGE",
+    "app",
+    "main",
+]
+
+T = TypeVar("T")
+
+EXIT_JOB_NOT_COMPLETED = 1
+"""The job ended failed, exceededMaxSteps, canceled or expired."""
+EXIT_USAGE = 2
+"""A usage or configuration error (bad option, unknown expert or job, invalid config file...)."""
+EXIT_ANSWER_NEEDED = 3
+"""The job paused for an interactive call and no answer could be had (it stays paused)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C canceled the job."""
+
+app = typer.Typer(
+    name="expert-jobs",
+    help="Run and inspect LLM expert jobs (the engine behind the Expert Jobs API).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+"""The ``expert-jobs`` command group (the console script calls :func:`main`)."""
+jobs_app = typer.Typer(help="Inspect, continue and cancel the jobs in the store.", no_args_is_help=True)
+"""``expert-jobs jobs ...``."""
+keys_app = typer.Typer(
+    help="Create API keys for the configuration file's applications.", no_args_is_help=True
+)
+"""``expert-jobs keys ...``."""
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
+
+
+# ---------------------------------------------------------------------- shared pieces
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Expected errors become one red line on stderr and exit code 2 (never a traceback)."""
+    try:
+        yield
+    except AnswerNeeded as exc:
+        _fail(str(exc), EXIT_ANSWER_NEEDED)
+    except JobAbandoned as exc:
+        _fail(str(exc), EXIT_INTERRUPTED)
+    except ExpertJobsError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await factory()
+
+    try:
+        return asyncio.run(runner())
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _config(config: Path | None, example: bool, store: str | None) -> Config:
+    """The configuration: ``--example``, else ``--config`` / ``$EXPERT_JOBS_CONFIG`` /
+    ``./expert-jobs.toml``, else the defaults; ``--store`` replaces its store."""
+    if example and config is not None:
+        raise UsageError("give --config or --example, not both")
+    if example:
+        from expert_jobs.examples import example_config
+
+        loaded = example_config()
+    else:
+        path = find_config(config)
+        loaded = load_config(path) if path is not None else parse_config({})
+    return with_store(loaded, store) if store is not None else loaded
+
+
+async def _with_store(config: Config, use: Callable[[JobStore], Awaitable[T]]) -> T:
+    store = build_store(config)
+    try:
+        return await use(store)
+    finally:
+        await store.close()
+
+
+def _redact(url: str) -> str:
+    """A store URL fit to print: a password in it is masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url
+
+
+def _stdout_table_console() -> Console:
+    """Tables on stdout: the terminal's width, or wide enough not to cut ids in a pipe or file."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from expert_jobs import __version__
+
+        typer.echo(f"expert-jobs {__version__}")
+        raise typer.Exit()
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The configuration file (default: $EXPERT_JOBS_CONFIG, else ./expert-jobs.toml if it exists).",
+        show_default=False,
+    ),
+]
+ExampleOption = Annotated[
+    bool, typer.Option("--example", help="Use the bundled offline example's configuration.")
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The job store URL, replacing the file's: memory://, sqlite:///path, postgresql://...",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Run and inspect LLM expert jobs (the engine behind the Expert Jobs API)."""
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _pick_expert(config: Config, expert: str | None, example: bool) -> str:
+    if expert is not None:
+        return expert
+    if example:
+        from expert_jobs.examples import EXAMPLE_EXPERT
+
+        return EXAMPLE_EXPERT
+    keys = [expert_key_of(name, each) for name, each in config.experts.items()]
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        where = str(config.source) if config.source is not None else "no configuration file was found"
+        raise UsageError(f"no experts are configured ({where}); give --config FILE or --example")
+    raise UsageError(
+        f"the configuration has {len(keys)} experts; choose one with --expert: {', '.join(keys)}"
+    )
+
+
+@app.command()
+def run(
+    query: Annotated[str | None, typer.Argument(help="The query for the expert.", show_default=False)] = None,
+    expert: Annotated[
+        str | None,
+        typer.Option(
+            "--expert",
+            "-e",
+            help="The expert key (name@version, name@tag or name); default: the file's only expert.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="A file of the workspace to give the expert (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer",
+            "-a",
+            help="An answer to an interactive tool call (repeatable; used in order, then the prompt).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model id.", show_default=False)
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="The job's step limit.", show_default=False)
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option("--max-retries", min=0, help="Failed generations retried in a row.", show_default=False),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", min=0.0, max=1.0, help="Sampling temperature.", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+    example: ExampleOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Run a job in this process with a live view (stderr) and print the final job as JSON (stdout).
+
+    Interactive tool calls are answered from --answer values in order, then at the prompt when
+    standard input is a terminal. Ctrl-C cancels the job. Exit code: 0 completed; 1 failed,
+    exceededMaxSteps, canceled or expired; 2 usage error; 3 waiting for an answer; 130 Ctrl-C.
+    """
+    from expert_jobs.examples import EXAMPLE_EXPERT, EXAMPLE_QUERY
+
+    console = _stderr()
+    with _errors():
+        settings = _config(config, example, store)
+        expert_key = _pick_expert(settings, expert, example)
+        files = tuple(file or ())
+        if example and query is None and not files and expert_key == EXAMPLE_EXPERT:
+            query = EXAMPLE_QUERY
+        request = RunRequest(expert_key, query, files, model, temperature, max_steps, max_retries)
+        answers = _answers(console, answer)
+        _follow(settings, console, answers, lambda runtime: _run.submit_job(runtime, request))
+
+
+def _answers(console: Console, given: list[str] | None) -> Answers:
+    prompt = _run.console_prompt(console) if _run.stdin_is_terminal() else None
+    return Answers(list(given or ()), prompt)
+
+
+def _follow(
+    settings: Config, console: Console, answers: Answers, start: Callable[[Runtime], Awaitable[Job]]
+) -> None:
+    """Build the runtime, get the job from ``start``, follow it to its end (see ``follow_job``) and
+    report it. The report is printed before the event loop shuts down, which waits for the threads of
+    tool calls a cancel abandoned."""
+
+    async def go() -> None:
+        runtime = build_runtime(settings)
+        try:
+            job = await start(runtime)
+            outcome = await _run.follow_job(
+                runtime, job, console=console, answers=answers, store_label=_redact(settings.store)
+            )
+        except AnswerNeeded as exc:
+            paused = await runtime.get(exc.job_id)
+            _print_json(paused.to_wire())
+            raise
+        finally:
+            await runtime.close()
+        _report(console, outcome)
+
+    _run_async(go)
+
+
+def _report(console: Console, outcome: _run.RunOutcome) -> None:
+    """Print the job as JSON on stdout, a summary on stderr, and exit with the job's code."""
+    _print_json(outcome.job.to_wire())
+    _finish(console, outcome.job, outcome.interrupted)
+
+
+def _finish(console: Console, job: Job, interrupted: bool) -> None:
+    usage = job.usage
+    steps = "1 step" if job.total_steps == 1 else f"{job.total_steps} steps"
+    summary = f"{steps} · {usage.total_tokens:,} tokens · job {job.id}"
+    if job.status is JobStatus.COMPLETED:
+        console.print(f"[bold green]✔ completed[/] · {summary}")
+        return
+    reason = ""
+    if job.error:
+        reason = f": {job.error.get('message', job.error)}"
+    if interrupted:
+        console.print(f"[bold yellow]✘ interrupted: the job is {job.status.value}[/] · {summary}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    console.print(f"[bold red]✘ the job ended {job.status.value}{escape(reason)}[/] · {summary}")
+    raise typer.Exit(EXIT_JOB_NOT_COMPLETED)
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def _when(epoch: float) -> str:
+    return iso_utc(epoch).replace("T", " ")[:19]
+
+
+def _statuses(values: list[str] | None) -> frozenset[JobStatus] | None:
+    if not values:
+        return None
+    known = [s.value for s in JobStatus]
+    chosen = set()
+    for value in values:
+        for part in value.split(","):
+            if part.strip() not in known:
+                raise UsageError(f"--status {part.strip()!r} is not a job status; one of: {', '.join(known)}")
+            chosen.add(JobStatus(part.strip()))
+    return frozenset(chosen)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--expert",
+            "--filter",
+            help="Keep jobs whose expert key contains this text (case-insensitive).",
+            show_default=False,
+        ),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            "-s",
+            help="Keep jobs in this status (repeatable, or comma-separated).",
+            show_default=False,
+        ),
+    ] = None,
+    take: Annotated[int, typer.Option("--take", min=1, max=100, help="Page size.")] = 100,
+    skip: Annotated[int, typer.Option("--skip", min=0, help="Jobs to skip.")] = 0,
+    sort: Annotated[str, typer.Option("--sort", help="createdAt or updatedAt.")] = "createdAt",
+    order: Annotated[str, typer.Option("--order", help="desc (newest first) or asc.")] = "desc",
+    application: Annotated[
+        str | None,
+        typer.Option(
+            "--application",
+            help="The application whose jobs to list (default: the file's engine.applicationId).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List jobs (newest first): a table, or with --json the API's list body."""
+    with _errors():
+        settings = _config(config, False, store)
+        if sort not in ("createdAt", "updatedAt"):
+            raise UsageError(f"--sort must be createdAt or updatedAt, got {sort!r}")
+        if order not in ("asc", "desc"):
+            raise UsageError(f"--order must be asc or desc, got {order!r}")
+        app_id = application or settings.engine.application_id
+        if not is_id(app_id):
+            raise UsageError(f"--application {app_id!r} is not an id (24 lowercase letters and digits)")
+        query = JobQuery(
+            application_id=app_id,
+            filter=filter_,
+            sort=sort,  # type: ignore[arg-type]
+            order=order,  # type: ignore[arg-type]
+            take=take,
+            skip=skip,
+            statuses=_statuses(status),
+        )
+        jobs, total = _run_async(lambda: _with_store(settings, lambda s: s.list(query)))
+    if as_json:
+        _print_json(
+            {
+                "data": {"expertJobs": [job.to_wire() for job in jobs]},
+                "meta": {"total": total, "take": take, "skip": skip},
+            }
+        )
+        return
+    table = Table(title=f"jobs of {app_id} ({len(jobs)} of {total})", title_justify="left")
+    for column in ("id", "status", "expert", "steps", "tokens", "created"):
+        table.add_column(column, justify="right" if column in ("steps", "tokens") else "left")
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.status.value,
+            job.expert_key,
+            f"{job.total_steps}/{job.max_steps}",
+            f"{job.usage.total_tokens:,}",
+            _when(job.created_at),
+        )
+    _stdout_table_console().print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Print one job as JSON (the API's expertJob)."""
+    with _errors():
+        settings = _config(config, False, store)
+
+        async def get(s: JobStore) -> Job:
+            job = await s.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            return job
+
+        job = _run_async(lambda: _with_store(settings, get))
+    _print_json(job.to_wire())
+
+
+@jobs_app.command("checkpoints")
+def jobs_checkpoints(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    checkpoint_id: Annotated[
+        str | None, typer.Option("--id", help="Print this one checkpoint as JSON.", show_default=False)
+    ] = None,
+    take: Annotated[int, typer.Option("--take", min=1, max=100, help="Page size.")] = 100,
+    skip: Annotated[int, typer.Option("--skip", min=0, help="Checkpoints to skip.")] = 0,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List a job's checkpoints in order (a table, or --json), or print one with --id."""
+    from expert_jobs.domain.checkpoint import Checkpoint
+
+    with _errors():
+        settings = _config(config, False, store)
+
+        async def read(s: JobStore) -> tuple[list[Checkpoint], int]:
+            if await s.get(job_id) is None:
+                raise JobNotFound(job_id)
+            if checkpoint_id is not None:
+                one = await s.get_checkpoint(job_id, checkpoint_id)
+                if one is None:
+                    raise UsageError(f"job {job_id} has no checkpoint {checkpoint_id!r}")
+                return [one], 1
+            return await s.list_checkpoints(job_id, take=take, skip=skip)
+
+        checkpoints, total = _run_async(lambda: _with_store(settings, read))
+    if checkpoint_id is not None:
+        _print_json(checkpoints[0].to_wire())
+        return
+    if as_json:
+        _print_json(
+            {
+                "data": {"checkpoints": [c.to_wire() for c in checkpoints]},
+                "meta": {"total": total, "take": take, "skip": skip},
+            }
+        )
+        return
+    table = Table(title=f"checkpoints of job {job_id} ({len(checkpoints)} of {total})", title_justify="left")
+    for column in ("seq", "id", "step", "kind", "status", "run state", "expert", "tokens", "created"):
+        table.add_column(column, justify="right" if column in ("seq", "step", "tokens") else "left")
+    for c in checkpoints:
+        table.add_row(
+            str(c.seq),
+            c.id,
+            str(c.step),
+            c.kind,
+            c.status.value,
+            c.run_state,
+            ("↳ " if c.parent_run_id else "") + c.expert_key,
+            f"{c.step_usage.total_tokens:,}",
+            _when(c.created_at),
+        )
+    _stdout_table_console().print(table)
+
+
+@jobs_app.command("continue")
+def jobs_continue(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    query: Annotated[
+        str | None,
+        typer.Argument(
+            help="A follow-up query (for a completed, exceededMaxSteps or failed job).", show_default=False
+        ),
+    ] = None,
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer",
+            "-a",
+            help="An answer to a pending interactive call (repeatable; in order, then the prompt).",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file", "-f", help="A file of the workspace for the follow-up (repeatable).", show_default=False
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model id.", show_default=False)
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="The job's new step limit.", show_default=False)
+    ] = None,
+    config: ConfigOption = None,
+    example: ExampleOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Continue a job here with the live view: answer its pending interactive calls, or follow up a
+    finished job with a new query, or run a queued one; then print it as JSON like `run`."""
+    console = _stderr()
+    with _errors():
+        settings = _config(config, example, store)
+        answers = _answers(console, answer)
+        files = tuple(file or ())
+
+        async def start(runtime: Runtime) -> Job:
+            job = await runtime.get(job_id)
+            if job.status in (JobStatus.QUEUED, JobStatus.REQUEST_INTERACTIVE_TOOL_RESULT):
+                if query is not None or files:
+                    raise CannotContinue(
+                        job_id, job.status, "the job is not finished: answer it with --answer, not a query"
+                    )
+                if model is not None or max_steps is not None:
+                    raise CannotContinue(
+                        job_id, job.status, "--model and --max-steps apply to a follow-up query"
+                    )
+                return job
+            return await runtime.continue_job(job_id, query, files, model=model, max_steps=max_steps)
+
+        _follow(settings, console, answers, start)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Cancel a job and print it as JSON (a job no worker holds is canceled at once; a running one
+    goes canceling and its worker stops it)."""
+    with _errors():
+        settings = _config(config, False, store)
+
+        async def cancel() -> Job:
+            runtime = build_runtime(settings)
+            try:
+                return await _run.cancel_job(runtime, job_id, finished_ok=False)
+            finally:
+                await runtime.close()
+
+        job = _run_async(cancel)
+    _print_json(job.to_wire())
+
+
+# ---------------------------------------------------------------------- keys
+
+
+@keys_app.command("create")
+def keys_create(
+    application: Annotated[
+        str | None,
+        typer.Option(
+            "--application", help="The application the key acts for (24 lowercase letters and digits)."
+        ),
+    ] = None,
+    organization: Annotated[
+        str | None,
+        typer.Option(
+            "--organization",
+            help="The application's organization (added to the snippet).",
+            show_default=False,
+        ),
+    ] = None,
+    system: Annotated[
+        bool, typer.Option("--system", help="A system key (the status-update endpoint) instead.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the key and its hash as JSON.")] = False,
+) -> None:
+    """Create an API key: prints the key ONCE, its hash and the TOML to paste into the config file.
+
+    Only the hash goes into the configuration; the key itself is never stored anywhere.
+    """
+    from expert_jobs.service.applications import generate_key, hash_key
+
+    with _errors():
+        if system == (application is not None):
+            raise UsageError("give --application ID (an API key) or --system (a system key)")
+        for label, value in (("--application", application), ("--organization", organization)):
+            if value is not None and not is_id(value):
+                raise UsageError(f"{label} {value!r} is not an id (24 lowercase letters and digits)")
+    key = generate_key(system=system)
+    key_hash = hash_key(key)
+    if system:
+        snippet = f'systemKeyHashes = ["{key_hash}"]'
+    else:
+        lines = [f'[applications."{application}"]']
+        if organization is not None:
+            lines.append(f'organizationId = "{organization}"')
+        lines.append(f'keyHashes = ["{key_hash}"]')
+        snippet = "\n".join(lines)
+    if as_json:
+        data: dict[str, Any] = {"key": key, "keyHash": key_hash, "toml": snippet}
+        if application is not None:
+            data["applicationId"] = application
+        _print_json(data)
+        return
+    kind = "system key" if system else f"API key for application {application}"
+    typer.echo(f"New {kind} (shown once; it is not stored anywhere, keep it now):\n\n    {key}\n")
+    typer.echo(f"Its hash: {key_hash}\n")
+    where = "at the top level of" if system else "in"
+    typer.echo(
+        f"Paste this {where} the configuration file (add the hash to an existing list if there is one):\n"
+    )
+    typer.echo(snippet)
+
+
+# ---------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Listen address (default: [server] host).", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Listen port (default: [server] port).", show_default=False
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Serve the Expert Jobs API over HTTP (uvicorn), with a worker running the jobs."""
+    with _errors():
+        settings = _config(config, False, store)
+        try:
+            import uvicorn
+
+            from expert_jobs.transports.http import app_from_config
+        except ImportError as exc:
+            raise UsageError(
+                f"serve needs the server extra (pip install 'expert-jobs[server]'): {exc}"
+            ) from None
+        asgi = app_from_config(settings)
+        uvicorn.run(
+            asgi, host=host or settings.server.host, port=settings.server.port if port is None else port
+        )
+
+
+def main() -> None:
+    """The ``expert-jobs`` console script."""
+    app(prog_name="expert-jobs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)
