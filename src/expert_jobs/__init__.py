@@ -70,6 +70,7 @@ from expert_jobs.providers.scripted import (
     TestProvider,
     ToolCalls,
 )
+from expert_jobs.service.service import ExpertJobsService
 from expert_jobs.stores.memory import MemoryStore
 
 __version__ = "0.1.0"
@@ -87,6 +88,7 @@ __all__ = [
     "ExpertDefinition",
     "ExpertJob",
     "ExpertJobsError",
+    "ExpertJobsService",
     "ExpertKey",
     "ExpertRegistry",
     "Fail",
