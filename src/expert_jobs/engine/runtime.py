@@ -305,27 +305,29 @@ class Runtime:
 
     async def _renew_leases(self) -> None:
         """While runners are active here: renew their leases every third of the lease time, abandon
-        a job whose lease was lost, and pass on cancel requests made in other processes."""
-        store = self.store
+        a job whose lease was lost, and pass on cancel requests made in other processes.
+
+        The renewals of one round run concurrently, so a batching store serves them together."""
         while self._active:
             await asyncio.sleep(self.settings.lease_seconds / 3)
-            for job_id, runner in list(self._active.items()):
-                try:
-                    held = await store.renew_lease(
-                        job_id,
-                        runner.worker_id,
-                        now=self.clock.now(),
-                        lease_seconds=self.settings.lease_seconds,
-                    )
-                    if not held:
-                        runner.abandon()
-                        continue
-                    fresh = await store.get(job_id)
-                except Exception:
-                    _log.exception("lease renewal of job %s failed", job_id)
-                    continue
-                if fresh is not None and fresh.status is S.CANCELING:
-                    runner.request_cancel()
+            renewals = [self._renew(job_id, runner) for job_id, runner in list(self._active.items())]
+            await asyncio.gather(*renewals)
+
+    async def _renew(self, job_id: str, runner: JobRunner) -> None:
+        store = self.store
+        try:
+            held = await store.renew_lease(
+                job_id, runner.worker_id, now=self.clock.now(), lease_seconds=self.settings.lease_seconds
+            )
+            if not held:
+                runner.abandon()
+                return
+            fresh = await store.get(job_id)
+        except Exception:
+            _log.exception("lease renewal of job %s failed", job_id)
+            return
+        if fresh is not None and fresh.status is S.CANCELING:
+            runner.request_cancel()
 
     async def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""
