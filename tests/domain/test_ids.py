@@ -133,7 +133,7 @@ def test_resource_id_fields_validate() -> None:
 
 @pytest.mark.parametrize("seq", [-1, 2**32])
 def test_checkpoint_sequences_outside_the_id_width_are_refused(seq: int) -> None:
-    with pytest.raises(ValueError, match="outside 0..4294967295"):
+    with pytest.raises(ValueError, match=r"outside 0\.\.4294967295"):
         checkpoint_id("a" * 24, seq)
 
 

@@ -97,6 +97,23 @@ class StoreContract:
         stored = await store.get(job.id)
         assert stored is not None and stored.query == "Say hello."
 
+    async def test_create_with_a_first_checkpoint(self, store: JobStore) -> None:
+        job = make_job(checkpoint_seq=1)
+        first = make_checkpoint(job, 1, new_messages=(user("q"), assistant("a")), message_count=2)
+        job.last_checkpoint_id = first.id
+        await store.create(job, first)
+        assert await store.get(job.id) == job
+        assert await store.list_checkpoints(job.id) == ([first], 1)
+        assert await store.latest_checkpoints(job.id) == {first.run_id: first}
+        assert await store.load_history(job.id, first.run_id) == [user("q"), assistant("a")]
+
+    async def test_a_refused_create_writes_no_checkpoint(self, store: JobStore) -> None:
+        job = await _created(store)
+        again = make_job(id=job.id)
+        with pytest.raises(StoreError, match=job.id):
+            await store.create(again, make_checkpoint(again, 1))
+        assert await store.list_checkpoints(job.id) == ([], 0)
+
     async def test_jobs_handed_out_are_copies(self, store: JobStore) -> None:
         job = await _created(store)
         job.query = "changed after create"
@@ -128,7 +145,8 @@ class StoreContract:
         job = await _created(store)
         job.current_step = 1
         pending = asyncio.ensure_future(store.save(job, expected_version=0))
-        job.current_step = 99  # the caller keeps mutating its object after calling save
+        await asyncio.sleep(0)  # the save runs up to its first suspension
+        job.current_step = 99  # the caller keeps mutating its object while the save is in flight
         await pending
         stored = await store.get(job.id)
         assert stored is not None and stored.current_step == 1 and stored.version == 1
@@ -204,7 +222,8 @@ class StoreContract:
         await store.save(job, expected_version=1)
         assert (job.lease_owner, job.lease_expires_at) == ("w1", T0 + 10 + LEASE)
         stored = await store.get(job.id)
-        assert stored is not None and stored.lease_owner == "w1" and stored.lease_expires_at == T0 + 10 + LEASE
+        assert stored is not None
+        assert (stored.lease_owner, stored.lease_expires_at) == ("w1", T0 + 10 + LEASE)
 
     async def test_save_does_not_need_the_lease(self, store: JobStore) -> None:
         job = await _created(store)
@@ -228,7 +247,9 @@ class StoreContract:
         jobs = []
         for key, created, updated, status in specs:
             jobs.append(
-                await _created(store, expert_key=key, created_at=T0 + created, updated_at=T0 + updated, status=status)
+                await _created(
+                    store, expert_key=key, created_at=T0 + created, updated_at=T0 + updated, status=status
+                )
             )
         await _created(store, application_id="app2", expert_key="@acme/writer@1.0.0", created_at=T0 + 9)
         await _created(store, application_id="app2", expert_key="planner@2", created_at=T0)
@@ -250,7 +271,9 @@ class StoreContract:
 
     @pytest.mark.parametrize("sort", ["createdAt", "updatedAt"])
     @pytest.mark.parametrize("order", ["asc", "desc"])
-    async def test_list_sorts_by_the_field_with_ties_on_id(self, store: JobStore, sort: str, order: str) -> None:
+    async def test_list_sorts_by_the_field_with_ties_on_id(
+        self, store: JobStore, sort: str, order: str
+    ) -> None:
         jobs = await self._list_fixture(store)
         page, total = await store.list(JobQuery(application_id="app1", sort=sort, order=order))  # type: ignore[arg-type]
         field = "created_at" if sort == "createdAt" else "updated_at"
@@ -263,10 +286,11 @@ class StoreContract:
         assert total == 3
         assert [job.expert_key for job in page] == ["WRITER@3", "@acme/writer@1.0.0", "@acme/writer@2.0.0"]
         # LIKE wildcards are plain characters in a filter.
-        page, total = await store.list(JobQuery(application_id="app1", filter="e_v%E"))
+        page, total = await store.list(JobQuery(application_id="app1", filter="w%ER"))
         assert total == 1 and page[0].expert_key == "@x/re_view%er@1"
         assert await store.list(JobQuery(application_id="app1", filter="%")) == ([page[0]], 1)
         assert (await store.list(JobQuery(application_id="app1", filter="_")))[1] == 1
+        assert (await store.list(JobQuery(application_id="app1", filter="er_1")))[1] == 0  # LIKE: 2
         assert (await store.list(JobQuery(application_id="app1", filter="nothing")))[1] == 0
         assert (await store.list(JobQuery(application_id="app1", filter="")))[1] == len(jobs)
 
@@ -326,7 +350,9 @@ class StoreContract:
         checkpoints: list[object] = []
         for seq, (run, messages) in enumerate(plan, start=1):
             counts[run] += len(messages)
-            checkpoint = make_checkpoint(job, seq, run_id=run, new_messages=messages, message_count=counts[run])
+            checkpoint = make_checkpoint(
+                job, seq, run_id=run, new_messages=messages, message_count=counts[run]
+            )
             job.current_step = seq
             await store.save(job, expected_version=job.version, checkpoint=checkpoint)
             checkpoints.append(checkpoint)
@@ -523,9 +549,9 @@ class StoreContract:
         second = await _created(store, waiting_since=T0 + 1)
         third = await _created(store, waiting_since=T0 + 2)
         await store.claim("w1", now=T0, lease_seconds=LEASE)
-        await store.claim("w1", now=T0 + 100, lease_seconds=LEASE)
-        await store.claim("w2", now=T0 + 100, lease_seconds=LEASE)
         await _saved(store, first, status=S.PROCESSING)
+        await store.claim("w1", now=T0 + 100, lease_seconds=LEASE)  # first's lease has lapsed by now
+        await store.claim("w2", now=T0 + 100, lease_seconds=LEASE)
         held = await store.held_by("w1")
         assert sorted(job.id for job in held) == sorted([first.id, second.id])
         assert {job.status for job in held} == {S.PROCESSING, S.QUEUED}
@@ -541,7 +567,8 @@ class StoreContract:
         lapsed = await store.lapsed_leases(now=T0 + 50)
         assert [job.id for job in lapsed] == [jobs[1].id, jobs[0].id]
         assert lapsed[0].lease_owner == "w2"
-        assert [job.id for job in await store.lapsed_leases(now=T0 + 100, limit=2)] == [jobs[1].id, jobs[0].id]
+        limited = await store.lapsed_leases(now=T0 + 100, limit=2)
+        assert [job.id for job in limited] == [jobs[1].id, jobs[0].id]
         await store.release(jobs[1].id, "w2")
         assert [job.id for job in await store.lapsed_leases(now=T0 + 100)] == [jobs[0].id, jobs[2].id]
 
@@ -556,7 +583,7 @@ class StoreContract:
         leased = await _created(store, waiting_since=T0 - 100)
         await store.claim("w1", now=T0, lease_seconds=LEASE, job_id=leased.id)
         found = await store.waiting_since_before(waiting, T0 + 5)
-        assert self._ids(found) == self._ids(sorted([paused, tie], key=lambda j: j.id)) + [queued.id]
+        assert self._ids(found) == [*self._ids(sorted([paused, tie], key=lambda j: j.id)), queued.id]
         assert len(await store.waiting_since_before(waiting, T0 + 5, limit=2)) == 2
         assert self._ids(await store.waiting_since_before([S.QUEUED], T0 + 5)) == [queued.id]
         assert await store.waiting_since_before(waiting, T0) == []

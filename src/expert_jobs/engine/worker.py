@@ -10,6 +10,7 @@ from typing import Any
 
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
+from expert_jobs.domain.status import JobStatus
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.sweeper import sweep
 
@@ -47,22 +48,58 @@ class Worker:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self.jobs_run = 0
+        self.claim_batch = 64
+        """The most claims sent at once when many slots are free."""
 
     async def _fill(self) -> int:
-        """Claim jobs into free slots; returns how many were claimed."""
+        """Claim jobs into free slots; returns how many were claimed.
+
+        Claims go out in growing concurrent rounds (1, 2, 4, ... up to :attr:`claim_batch`), so a
+        store with group commit (SQLite) hands out many jobs per transaction, while an almost empty
+        queue costs a single claim.
+        """
         runtime = self.runtime
+        store = runtime.store
+        lease = runtime.settings.lease_seconds
         claimed = 0
-        while len(self._running) < self.concurrency and not self._stopping:
-            job = await runtime.store.claim(
-                self.worker_id, now=runtime.clock.now(), lease_seconds=runtime.settings.lease_seconds
-            )
-            if job is None:
+        round_size = 1
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
                 break
-            task = asyncio.create_task(runtime.execute(job, self.worker_id), name=f"expert-job-{job.id}")
-            self._running[job.id] = task
-            task.add_done_callback(self._finished)
-            claimed += 1
+            wanted = min(free, round_size)
+            now = runtime.clock.now()
+            if wanted == 1:
+                outcomes: list[Job | BaseException | None] = [
+                    await store.claim(self.worker_id, now=now, lease_seconds=lease)
+                ]
+            else:
+                outcomes = list(
+                    await asyncio.gather(
+                        *(store.claim(self.worker_id, now=now, lease_seconds=lease) for _ in range(wanted)),
+                        return_exceptions=True,
+                    )
+                )
+            got = 0
+            failure: BaseException | None = None
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    failure = outcome
+                elif outcome is not None:
+                    self._launch(outcome)
+                    got += 1
+            claimed += got
+            if failure is not None:
+                raise failure  # the jobs claimed in this round run; the claim loop logs and retries
+            if got < wanted:
+                break
+            round_size = min(round_size * 2, self.claim_batch)
         return claimed
+
+    def _launch(self, job: Job) -> None:
+        task = asyncio.create_task(self.runtime.execute(job, self.worker_id), name=f"expert-job-{job.id}")
+        self._running[job.id] = task
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[Job]) -> None:
         job_id = task.get_name().removeprefix("expert-job-")
@@ -107,6 +144,7 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release_unstarted()
         running = list(self._running.values())
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
@@ -114,12 +152,26 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _release_unstarted(self) -> None:
+        """Let go of queued jobs leased to this worker that it never started (a claim committed
+        after the claim loop was cancelled), so others take them at once, not after the lease."""
+        store = self.runtime.store
+        try:
+            for job in await store.held_by(self.worker_id):
+                if job.id not in self._running and job.status is JobStatus.QUEUED:
+                    await store.release(job.id, self.worker_id)
+        except Exception:
+            _log.exception("worker %s: releasing unstarted jobs failed (leases will lapse)", self.worker_id)
+
     async def _claim_loop(self) -> None:
         wake = self.runtime.wakeup_event()
         while not self._stopping:
             wake.clear()
             self._slot_freed.clear()
-            await self._fill()
+            try:
+                await self._fill()
+            except Exception:  # a store hiccup (a lock timeout, a lost connection): retry after a pause
+                _log.exception("worker %s: claiming failed; retrying", self.worker_id)
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._slot_freed.wait())]
             try:
                 await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
