@@ -235,9 +235,11 @@ class JobRunner:
 
     async def _load_root(self) -> _Run:
         job = self.job
-        latest = await self._store.latest_checkpoints(job.id)
         root_id = root_run_id(job.id)
-        checkpoint = latest.get(root_id)
+        # A job that never wrote a checkpoint has none to read back.
+        checkpoint = None
+        if job.checkpoint_seq:
+            checkpoint = (await self._store.latest_checkpoints(job.id)).get(root_id)
         expert = self._rt.resolve_expert(job.expert_key)
         root = self._new_run(root_id, expert, None, None)
         if checkpoint is None:
