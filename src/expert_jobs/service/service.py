@@ -91,7 +91,6 @@ PROVIDER_KEY_NOT_FOUND = "Provider API key not found"
 """The 400 reason when no API key is configured for the provider of the job's model."""
 
 _STATUS_RETRIES = 50
-_FOLLOW_UP_STATES = frozenset({"completed", "exceededMaxSteps", "failed"})
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -433,19 +432,7 @@ class ExpertJobsService:
         parsed = _validate(ResumeFromRequest, request, "body", self._model_context())
         files = tuple(parsed.files or ())
         interactive = bool(parsed.interactive_tool_call_result)
-        checkpoint = await self.runtime.store.get_checkpoint(job_id, parsed.checkpoint_id)
-        if checkpoint is None:
-            raise BadRequest("No checkpoint found")
-        if interactive:
-            if checkpoint.run_state != "waitingInteractive":
-                raise BadRequest("Current status is unable to continue")
-            if parsed.tool_call_id is not None and all(
-                call.id != parsed.tool_call_id for call in checkpoint.pending_calls
-            ):
-                raise BadRequest(f"no pending tool call {parsed.tool_call_id!r}")
-        if not interactive and (parsed.query or files):
-            if checkpoint.run_state not in _FOLLOW_UP_STATES:
-                raise BadRequest("Current status is unable to continue")
+        if not interactive:
             self._check_files(files)
         self._check_provider_key(parsed.model or source.model, source.application_id)
         with _engine_errors(files):
