@@ -51,6 +51,10 @@ def test_a_sum_is_a_normal_usage(a: Usage, b: Usage) -> None:
     assert total.model_dump(by_alias=True) == total.to_wire()
     assert Usage.model_validate_json(total.model_dump_json(by_alias=True)) == total
     assert total.model_copy(update={"input_tokens": 1}).input_tokens == 1
+    # Sums share one fields-set: copying one (with an update) must leave the others' alone.
+    other = b + a
+    total.model_copy(update={"input_tokens": 1}).model_fields_set.add("spurious")
+    assert other.model_fields_set == set(FIELDS)
     with pytest.raises(ValidationError):
         total.input_tokens = 0  # type: ignore[misc]
 

@@ -57,7 +57,7 @@ class Usage(BaseModel):
                 "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
             },
         )
-        _set(total, "__pydantic_fields_set__", set(_ALL_FIELDS))
+        _set(total, "__pydantic_fields_set__", _SUM_FIELDS_SET)
         _set(total, "__pydantic_extra__", None)
         _set(total, "__pydantic_private__", None)
         return total
@@ -98,6 +98,10 @@ class Usage(BaseModel):
 _new_usage = object.__new__
 _set = object.__setattr__
 _ALL_FIELDS = frozenset(Usage.model_fields)
+# One fields-set shared by every sum: a set per sum would be one more object for the garbage
+# collector to walk per step. Nothing mutates it in place: Usage is frozen, and pydantic copies
+# the set before ``model_copy(update=...)`` adds to it.
+_SUM_FIELDS_SET = set(_ALL_FIELDS)
 
 ZERO_USAGE = Usage()
 """The usage of nothing; the start of every sum."""
