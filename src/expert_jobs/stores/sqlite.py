@@ -130,16 +130,18 @@ class _Save(GroupedOperation):
     """One save: the checkpoint insert guarded by the version, then the job update guarded by it
     too (returning the stored lease). A checkpoint that cannot go in (a duplicate id or seq)
     fails the save before the job is touched. Concurrent saves of different jobs run as one
-    ``executemany`` per statement (:meth:`run_group`)."""
+    ``executemany`` per statement (:meth:`run_group`): there the guarded job updates go first and
+    the checkpoints follow with an unguarded insert, all inside one savepoint."""
 
-    __slots__ = ("checkpoint", "expected", "job_id", "values")
+    __slots__ = ("checkpoint", "expected", "job_id", "row", "values")
 
     def __init__(self, job_id: str, expected: int, values: list[Any], checkpoint: Checkpoint | None) -> None:
         self.job_id = job_id
         self.expected = expected
         values += (expected + 1, job_id, expected)
         self.values = values
-        self.checkpoint = None if checkpoint is None else (*_checkpoint_row(checkpoint), job_id, expected)
+        self.row = None if checkpoint is None else _checkpoint_row(checkpoint)
+        self.checkpoint = None if self.row is None else (*self.row, job_id, expected)
 
     def __call__(self, conn: sqlite3.Connection) -> tuple[str | None, float | None]:
         """Run this save alone."""
@@ -162,14 +164,15 @@ class _Save(GroupedOperation):
         ids = [save.job_id for save in saves]
         if len(set(ids)) != len(ids):
             return None
-        checkpoints = [save.checkpoint for save in saves if save.checkpoint is not None]
+        # The version guards are checked by the updates (all or nothing: a miss declines the
+        # group), so the checkpoints then go in with a plain insert, without a per-row guard.
+        checkpoints = [save.row for save in saves if save.row is not None]
         conn.execute("SAVEPOINT saves")
         try:
-            inserted = conn.executemany(_INSERT_CHECKPOINT_AT, checkpoints).rowcount if checkpoints else 0
-            if inserted != len(checkpoints):
-                raise _Declined
             if conn.executemany(_UPDATE_JOB_AT, [save.values for save in saves]).rowcount != len(saves):
                 raise _Declined
+            if checkpoints:
+                conn.executemany(_INSERT_CHECKPOINT, checkpoints)
             leases: dict[str, tuple[str | None, float | None]] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
