@@ -72,6 +72,8 @@ from expert_jobs.providers.scripted import (
 )
 from expert_jobs.service.service import ExpertJobsService
 from expert_jobs.stores.memory import MemoryStore
+from expert_jobs.stores.sqlite import SQLiteStore
+from expert_jobs.stores.url import open_store
 
 __version__ = "0.1.0"
 
@@ -118,6 +120,7 @@ __all__ = [
     "Reply",
     "Runtime",
     "RuntimeSettings",
+    "SQLiteStore",
     "ScriptedProvider",
     "ServiceError",
     "StaleJobVersion",
@@ -146,6 +149,7 @@ __all__ = [
     "can_transition",
     "mermaid_diagram",
     "new_id",
+    "open_store",
     "parse_expert_key",
     "tool",
     "trigger_for",
