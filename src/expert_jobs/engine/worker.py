@@ -54,15 +54,17 @@ class Worker:
     async def _fill(self) -> int:
         """Claim jobs into free slots; returns how many were claimed.
 
-        Claims go out in growing concurrent rounds (1, 2, 4, ... up to :attr:`claim_batch`), so a
-        store with group commit (SQLite) hands out many jobs per transaction, while an almost empty
-        queue costs a single claim.
+        Claims go out in growing concurrent rounds (1, 2, 4, ... up to :attr:`claim_batch`) when the
+        store serves concurrent claims together (its ``claims_in_batches`` is true: SQLite and
+        PostgreSQL group them into one transaction), so an almost empty queue costs a single claim;
+        other stores (MemoryStore) are asked one claim at a time, which costs them less.
         """
         runtime = self.runtime
         store = runtime.store
         lease = runtime.settings.lease_seconds
         claimed = 0
         round_size = 1
+        largest_round = self.claim_batch if getattr(store, "claims_in_batches", False) else 1
         while not self._stopping:
             free = self.concurrency - len(self._running)
             if free <= 0:
@@ -93,7 +95,7 @@ class Worker:
                 raise failure  # the jobs claimed in this round run; the claim loop logs and retries
             if got < wanted:
                 break
-            round_size = min(round_size * 2, self.claim_batch)
+            round_size = min(round_size * 2, largest_round)
         return claimed
 
     def _launch(self, job: Job) -> None:

@@ -83,6 +83,10 @@ class JobStore(Protocol):
         those). Claiming never changes the job's ``version``. The status is not
         changed (the engine fires ``start`` and saves). ``save`` snapshots the job synchronously
         when called, before any await, so callers may keep mutating their object afterwards.
+
+        A store whose concurrent claims share one transaction says so with a class attribute
+        ``claims_in_batches = True`` (optional; read with ``getattr``): the engine's worker then
+        sends its claims in concurrent rounds.
         """
         ...
 

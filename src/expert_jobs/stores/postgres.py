@@ -139,6 +139,9 @@ class PostgresStore:
     most statements in one of them. ``connect_timeout``: seconds to wait for the pool to open.
     """
 
+    claims_in_batches = True
+    """Concurrent claims share one transaction: the worker sends them in rounds."""
+
     def __init__(
         self,
         url: str,

@@ -212,6 +212,9 @@ class SQLiteStore:
     ``await SQLiteStore.open(path)``.
     """
 
+    claims_in_batches = True
+    """Concurrent claims share one transaction: the worker sends them in rounds."""
+
     def __init__(
         self,
         path: str | os.PathLike[str],
