@@ -653,13 +653,24 @@ class JobRunner:
             job.current_step = job.total_steps
         absorbed = self._runs.values() if absorb_all else (run,) if run is not None else ()
         step_usage = ZERO_USAGE
+        job_usage = job.usage
+        # When the job's usage is the very object of the only run that reported (a job of one run),
+        # its new usage is that run's new usage: one sum, one object, instead of two.
+        same_sum: Usage | None = None
         for each in absorbed:
             unsaved = each.unsaved
             if unsaved is not ZERO_USAGE:
-                step_usage = unsaved if step_usage is ZERO_USAGE else step_usage + unsaved
-                each.usage = unsaved if each.usage is ZERO_USAGE else each.usage + unsaved
+                before = each.usage
+                if step_usage is ZERO_USAGE:
+                    step_usage = unsaved
+                    each.usage = unsaved if before is ZERO_USAGE else before + unsaved
+                    same_sum = each.usage if before is job_usage else None
+                else:
+                    step_usage = step_usage + unsaved
+                    each.usage = unsaved if before is ZERO_USAGE else before + unsaved
+                    same_sum = None
         if step_usage is not ZERO_USAGE:
-            job.usage = job.usage + step_usage
+            job.usage = same_sum if same_sum is not None else job_usage + step_usage
         if trigger is not None:
             self._transition(trigger, run)
         job.updated_at = self._clock.now()
