@@ -661,13 +661,12 @@ class JobRunner:
             unsaved = each.unsaved
             if unsaved is not ZERO_USAGE:
                 before = each.usage
+                each.usage = unsaved if before is ZERO_USAGE else before + unsaved
                 if step_usage is ZERO_USAGE:
                     step_usage = unsaved
-                    each.usage = unsaved if before is ZERO_USAGE else before + unsaved
                     same_sum = each.usage if before is job_usage else None
                 else:
                     step_usage = step_usage + unsaved
-                    each.usage = unsaved if before is ZERO_USAGE else before + unsaved
                     same_sum = None
         if step_usage is not ZERO_USAGE:
             job.usage = same_sum if same_sum is not None else job_usage + step_usage

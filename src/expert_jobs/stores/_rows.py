@@ -59,31 +59,8 @@ JOB_COLUMNS: tuple[str, ...] = (
 )
 """The columns read back into a :class:`Job`, in :func:`job_from_row`'s order."""
 
-UPDATE_COLUMNS: tuple[str, ...] = (
-    "organization_id",
-    "application_id",
-    "expert_key",
-    "expert",
-    "query",
-    "files",
-    "model",
-    "temperature",
-    "max_steps",
-    "max_retries",
-    "status",
-    "created_at",
-    "updated_at",
-    "current_step",
-    "total_steps",
-    "total_duration_ms",
-    "usage",
-    "interactive_tool_call_result",
-    "error",
-    "waiting_since",
-    "last_checkpoint_id",
-    "checkpoint_seq",
-    "search_key",
-)
+_NOT_SAVED = frozenset({"id", "version", "lease_owner", "lease_expires_at"})
+UPDATE_COLUMNS: tuple[str, ...] = (*(c for c in JOB_COLUMNS if c not in _NOT_SAVED), "search_key")
 """The columns a save writes (never the id, the version or the lease), in :func:`update_values`' order."""
 
 INSERT_COLUMNS: tuple[str, ...] = ("id", "version", "lease_owner", "lease_expires_at", *UPDATE_COLUMNS)
