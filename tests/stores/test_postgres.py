@@ -8,7 +8,6 @@ skipped, saying why, only when it cannot be reached.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import multiprocessing
 import os
 import uuid
@@ -172,7 +171,7 @@ async def test_a_failing_write_in_a_batch_fails_alone(postgres_url: str, schemas
         await store.save(jobs[0], expected_version=0, checkpoint=reused)
         # jobs[1] reuses a checkpoint id: a unique violation inside a batch of otherwise good saves.
         bad = make_checkpoint(jobs[1], 1)
-        bad = dataclasses.replace(bad, id=reused.id)
+        bad = bad._replace(id=reused.id)
         saves = [store.save(jobs[1], expected_version=0, checkpoint=bad)]
         saves += [store.save(job, expected_version=0, checkpoint=make_checkpoint(job, 1)) for job in jobs[2:]]
         saves.append(store.save(jobs[0], expected_version=0))  # stale: already at version 1
@@ -196,9 +195,7 @@ async def test_claims_from_many_connections_hand_each_job_out_once(
     try:
         jobs = [make_job(waiting_since=T0 + i) for i in range(60)]
         await asyncio.gather(*(stores[0].create(job) for job in jobs))
-        claims = [
-            stores[i % 4].claim(f"w{i % 4}", now=T0 + 100, lease_seconds=LEASE) for i in range(80)
-        ]
+        claims = [stores[i % 4].claim(f"w{i % 4}", now=T0 + 100, lease_seconds=LEASE) for i in range(80)]
         claimed = [job for job in await asyncio.gather(*claims) if job is not None]
         assert sorted(job.id for job in claimed) == sorted(job.id for job in jobs)
         for job in claimed:

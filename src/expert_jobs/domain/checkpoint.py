@@ -9,7 +9,7 @@ concatenating the deltas of its checkpoints in ``seq`` order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from expert_jobs.domain.job import iso_utc
 from expert_jobs.domain.messages import Message, ToolCall, ToolResult, message_from_data, message_to_data
@@ -41,8 +41,7 @@ class Delegation:
     query: str
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
     """One immutable snapshot of a run inside a job.
 
     ``seq`` increases strictly across the whole job; ``step`` is the job-wide number of the latest
@@ -51,6 +50,10 @@ class Checkpoint:
     are the tool calls still awaiting a result (delegates or interactive), ``partial_results`` the
     results already obtained for the current batch. ``error`` is plain data (see
     ``ExpertJobsError.to_data``).
+
+    A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
+    is built ten times faster than a frozen dataclass sets its 24 fields one by one. Make a
+    changed copy with ``checkpoint._replace(...)``.
     """
 
     id: str

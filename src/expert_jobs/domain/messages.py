@@ -103,7 +103,12 @@ class AssistantMessage:
     tool_calls: tuple[ToolCall, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tool_calls", tuple([p for p in self.parts if type(p) is ToolCall]))
+        parts = self.parts
+        calls = tuple([p for p in parts if type(p) is ToolCall])
+        # A response of tool calls only (the common step) shares its parts tuple: one object less
+        # per step for the garbage collector to walk.
+        shared = len(calls) == len(parts) and type(parts) is tuple
+        object.__setattr__(self, "tool_calls", parts if shared else calls)
 
     @property
     def text(self) -> str:

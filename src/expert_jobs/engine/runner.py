@@ -137,6 +137,29 @@ class JobRunner:
     """Runs one claimed job until it completes, pauses, fails, exceeds its steps, is canceled, or
     is let go (shutdown, lost lease). Use :meth:`run`; cancel with :meth:`request_cancel`."""
 
+    __slots__ = (
+        "_bus",
+        "_clock",
+        "_elapsed_ms",
+        "_events",
+        "_in_write",
+        "_lock",
+        "_mark",
+        "_parallel",
+        "_provider",
+        "_root",
+        "_rt",
+        "_runs",
+        "_settings",
+        "_store",
+        "_timeout",
+        "cancel_requested",
+        "job",
+        "lease_lost",
+        "task",
+        "worker_id",
+    )
+
     def __init__(self, runtime: Runtime, job: Job, worker_id: str) -> None:
         self._rt = runtime
         self._store = runtime.store
@@ -148,7 +171,7 @@ class JobRunner:
         self.cancel_requested = False
         self.lease_lost = False
         self.task: asyncio.Task[Any] | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made when child runs first write concurrently
         self._parallel = 0  # child runs writing concurrently: their writes take the lock
         self._in_write = False
         self._runs: dict[str, _Run] = {}
@@ -626,7 +649,10 @@ class JobRunner:
         moved the job: a cancel request unwinds as a cancellation, anything else as a lost lease.
         """
         if self._parallel:
-            async with self._lock:
+            lock = self._lock
+            if lock is None:
+                lock = self._lock = asyncio.Lock()
+            async with lock:
                 await self._write_locked(run, trigger, kind, new_step, absorb_all, force)
         else:
             await self._write_locked(run, trigger, kind, new_step, absorb_all, force)

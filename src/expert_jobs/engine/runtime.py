@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -444,8 +443,7 @@ class Runtime:
             checkpoint_seq=1,
         )
         self._apply_overrides(job, model, temperature, max_steps, max_retries)
-        first = dataclasses.replace(
-            checkpoint,
+        first = checkpoint._replace(
             id=make_checkpoint_id(job.id, 1),
             job_id=job.id,
             run_id=root_run_id(job.id),
@@ -609,8 +607,7 @@ class Runtime:
         job.updated_at = self.clock.now()
         seq = job.checkpoint_seq + 1
         base = root or _empty_root(job)
-        checkpoint = dataclasses.replace(
-            base,
+        checkpoint = base._replace(
             id=make_checkpoint_id(job.id, seq),
             seq=seq,
             step=job.current_step,
