@@ -8,11 +8,21 @@ in every store (no ``LIKE`` wildcards, no database-specific case folding).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.checkpoint import Checkpoint, Delegation
 from expert_jobs.domain.job import Job
+from expert_jobs.domain.messages import (
+    AssistantMessage,
+    Message,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    ToolResultsMessage,
+    message_to_data,
+)
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 
@@ -25,6 +35,7 @@ __all__ = [
     "dumps",
     "insert_values",
     "job_from_row",
+    "messages_json",
     "update_values",
     "usage_json",
 ]
@@ -69,6 +80,8 @@ INSERT_COLUMNS: tuple[str, ...] = ("id", "version", "lease_owner", "lease_expire
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 dumps: Callable[[Any], str] = _encoder.encode
 """Compact JSON text (UTF-8 kept as is)."""
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as the encoder above writes it (quoted, escaped, UTF-8 kept as is)."""
 
 
 def update_values(job: Job) -> list[Any]:
@@ -153,9 +166,111 @@ def job_from_row(row: Sequence[Any]) -> Job:
     )
 
 
-def checkpoint_json(checkpoint: Checkpoint) -> str:
-    """The checkpoint as JSON text (:meth:`Checkpoint.to_data`)."""
-    return dumps(checkpoint.to_data())
+def checkpoint_json(checkpoint: Checkpoint, *, with_messages: bool = True) -> str:
+    """The checkpoint as JSON text: exactly ``dumps(checkpoint.to_data())`` (without
+    ``new_messages`` if not ``with_messages``), formatted field by field.
+
+    A store encodes a checkpoint at every step; building the ``to_data`` dictionaries first and
+    encoding them after costs three times as much. Strings go through the JSON encoder's own
+    string quoting, so the text is the encoder's, byte for byte.
+    """
+    c = checkpoint
+    messages = f'"new_messages":{messages_json(c.new_messages)},' if with_messages else ""
+    return (
+        f'{{"id":{_quote(c.id)},"job_id":{_quote(c.job_id)},"run_id":{_quote(c.run_id)},'
+        f'"seq":{_int(c.seq)},"step":{_int(c.step)},"kind":{_quote(c.kind)},'
+        f'"status":{_quote(c.status.value)},"run_state":{_quote(c.run_state)},'
+        f'"expert_key":{_quote(c.expert_key)},"created_at":{_number(c.created_at)},{messages}'
+        f'"message_count":{_int(c.message_count)},"usage":{usage_json(c.usage)},'
+        f'"run_usage":{usage_json(c.run_usage)},"step_usage":{usage_json(c.step_usage)},'
+        f'"total_steps":{_int(c.total_steps)},"total_duration_ms":{_int(c.total_duration_ms)},'
+        f'"retry_count":{_int(c.retry_count)},"parent_run_id":{_optional(c.parent_run_id)},'
+        f'"parent_call_id":{_optional(c.parent_call_id)},'
+        f'"pending_calls":{_calls_json(c.pending_calls)},'
+        f'"partial_results":{_results_json(c.partial_results)},'
+        f'"delegations":{_delegations_json(c.delegations)},'
+        f'"error":{"null" if c.error is None else dumps(c.error)}}}'
+    )
+
+
+def messages_json(messages: Sequence[Message]) -> str:
+    """``dumps([message_to_data(m) for m in messages])``, with the common messages (tool results,
+    and responses of text and tool calls) formatted directly."""
+    return f"[{','.join([_message_json(m) for m in messages])}]" if messages else "[]"
+
+
+def _message_json(message: Message) -> str:
+    if type(message) is ToolResultsMessage:
+        return f'{{"role":"tool","results":{_results_json(message.results)}}}'
+    if type(message) is AssistantMessage:
+        parts = []
+        for part in message.parts:
+            if type(part) is ToolCall and part.signature is None:
+                parts.append(
+                    f'{{"type":"tool_call","id":{_quote(part.id)},"name":{_quote(part.name)},'
+                    f'"arguments":{dumps(dict(part.arguments))}}}'
+                )
+            elif type(part) is TextPart and part.signature is None:
+                parts.append(f'{{"type":"text","text":{_quote(part.text)}}}')
+            else:
+                return dumps(message_to_data(message))
+        provider = "" if message.provider is None else f',"provider":{_quote(message.provider)}'
+        model = "" if message.model is None else f',"model":{_quote(message.model)}'
+        return f'{{"role":"assistant","parts":[{",".join(parts)}]{provider}{model}}}'
+    return dumps(message_to_data(message))
+
+
+def _results_json(results: Sequence[ToolResult]) -> str:
+    if not results:
+        return "[]"
+    return (
+        "["
+        + ",".join(
+            [
+                f'{{"call_id":{_quote(r.call_id)},"name":{_quote(r.name)},"content":{_quote(r.content)},'
+                f'"is_error":{"true" if r.is_error else "false"}}}'
+                for r in results
+            ]
+        )
+        + "]"
+    )
+
+
+def _calls_json(calls: Sequence[ToolCall]) -> str:
+    if not calls:
+        return "[]"
+    return dumps(
+        [
+            {"id": c.id, "name": c.name, "arguments": dict(c.arguments), "signature": c.signature}
+            for c in calls
+        ]
+    )
+
+
+def _delegations_json(delegations: Sequence[Delegation]) -> str:
+    if not delegations:
+        return "[]"
+    return dumps(
+        [
+            {"call_id": d.call_id, "run_id": d.run_id, "expert_key": d.expert_key, "query": d.query}
+            for d in delegations
+        ]
+    )
+
+
+def _optional(text: str | None) -> str:
+    return "null" if text is None else _quote(text)
+
+
+def _int(value: int) -> str:
+    # The encoder writes ints (never bools here) with int.__repr__; anything else goes through it.
+    return int.__repr__(value) if type(value) is int else dumps(value)
+
+
+def _number(value: float) -> str:
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return dumps(value)
 
 
 def checkpoint_from_json(value: Any) -> Checkpoint:

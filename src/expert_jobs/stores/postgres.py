@@ -33,7 +33,15 @@ from expert_jobs.domain.messages import Message, message_from_data
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.stores._pg_schema import migrate, quote_schema
 from expert_jobs.stores._pg_writer import BulkStatement, GroupCommitWriter, Row
-from expert_jobs.stores._rows import JOB_COLUMNS, UPDATE_COLUMNS, dumps, job_from_row, update_values
+from expert_jobs.stores._rows import (
+    JOB_COLUMNS,
+    UPDATE_COLUMNS,
+    checkpoint_json,
+    dumps,
+    job_from_row,
+    messages_json,
+    update_values,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -94,9 +102,14 @@ def _job_values(job: Job) -> list[Any]:
 
 
 def _checkpoint_values(checkpoint: Checkpoint) -> list[Any]:
-    data = checkpoint.to_data()
-    messages = data.pop("new_messages")
-    return [checkpoint.job_id, checkpoint.seq, checkpoint.id, checkpoint.run_id, dumps(data), dumps(messages)]
+    return [
+        checkpoint.job_id,
+        checkpoint.seq,
+        checkpoint.id,
+        checkpoint.run_id,
+        checkpoint_json(checkpoint, with_messages=False),
+        messages_json(checkpoint.new_messages),
+    ]
 
 
 def _claim_order(job: Job) -> tuple[float, str]:

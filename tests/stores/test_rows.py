@@ -1,0 +1,41 @@
+"""The SQL stores' JSON coding: the directly formatted texts are exactly the encoder's."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.messages import Message, message_to_data
+from expert_jobs.stores._rows import checkpoint_from_json, checkpoint_json, dumps, messages_json
+from tests.domain.test_checkpoint import checkpoints, messages
+
+
+@given(checkpoints())
+def test_checkpoint_json_is_the_encoders_text_of_its_data(checkpoint: Checkpoint) -> None:
+    assert checkpoint_json(checkpoint) == dumps(checkpoint.to_data())
+    assert checkpoint_from_json(checkpoint_json(checkpoint)) == checkpoint
+
+
+@given(checkpoints())
+def test_checkpoint_json_without_messages_leaves_out_only_the_messages(checkpoint: Checkpoint) -> None:
+    data = checkpoint.to_data()
+    del data["new_messages"]
+    assert checkpoint_json(checkpoint, with_messages=False) == dumps(data)
+
+
+@given(st.lists(messages, max_size=4))
+def test_messages_json_is_the_encoders_text_of_their_data(batch: list[Message]) -> None:
+    assert messages_json(batch) == dumps([message_to_data(m) for m in batch])
+
+
+@given(checkpoints(), st.sampled_from([math.inf, -math.inf, 0, 10**20]))
+def test_unusual_numbers_are_written_as_the_encoder_writes_them(
+    checkpoint: Checkpoint, number: float
+) -> None:
+    odd = checkpoint._replace(created_at=number)
+    assert checkpoint_json(odd) == dumps(odd.to_data())
+    assert json.loads(checkpoint_json(odd))["created_at"] == number
