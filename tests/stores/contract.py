@@ -33,6 +33,22 @@ S = JobStatus
 LEASE = 30.0
 
 
+_IDENTITY_FIELDS = (
+    "organization_id",
+    "application_id",
+    "expert_key",
+    "expert",
+    "query",
+    "files",
+    "created_at",
+)
+_STATE_FIELDS = tuple(
+    name
+    for name in Job.__slots__
+    if name not in _IDENTITY_FIELDS and name not in ("id", "version", "lease_owner", "lease_expires_at")
+)
+
+
 async def _created(store: JobStore, **fields: object) -> Job:
     job = make_job(**fields)
     await store.create(job)
@@ -224,6 +240,24 @@ class StoreContract:
         stored = await store.get(job.id)
         assert stored is not None
         assert (stored.lease_owner, stored.lease_expires_at) == ("w1", T0 + 10 + LEASE)
+
+    async def test_save_writes_every_state_field_and_never_the_identity(self, store: JobStore) -> None:
+        job = await _created(store)
+        created = job.copy()
+        rich = make_rich_job()
+        # Everything a run or a continue may change is written...
+        for name in _STATE_FIELDS:
+            setattr(job, name, getattr(rich, name))
+        # ...while the job's identity and request stay as created, whatever the caller's copy says.
+        for name in _IDENTITY_FIELDS:
+            setattr(job, name, getattr(rich, name))
+        await store.save(job, expected_version=0)
+        stored = await store.get(job.id)
+        assert stored is not None and stored.version == 1
+        assert {n: getattr(stored, n) for n in _STATE_FIELDS} == {n: getattr(rich, n) for n in _STATE_FIELDS}
+        assert {n: getattr(stored, n) for n in _IDENTITY_FIELDS} == {
+            n: getattr(created, n) for n in _IDENTITY_FIELDS
+        }
 
     async def test_save_does_not_need_the_lease(self, store: JobStore) -> None:
         job = await _created(store)

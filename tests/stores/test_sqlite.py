@@ -266,6 +266,68 @@ async def test_concurrent_saves_share_transactions(tmp_path: Path, monkeypatch: 
         await store.close()
 
 
+async def test_concurrent_claims_of_a_round_take_distinct_jobs_in_one_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grouped: list[int] = []
+    run_group = sqlite_module._ClaimNext.run_group
+
+    def counting(conn: sqlite3.Connection, operations: list[object]) -> list[object] | None:
+        values = run_group(conn, operations)
+        if values is not None:
+            grouped.append(len(values))
+        return values
+
+    monkeypatch.setattr(sqlite_module._ClaimNext, "run_group", counting)
+    store = await SQLiteStore.open(tmp_path / "jobs.db")
+    try:
+        jobs = [make_job(waiting_since=T0 + i) for i in range(5)]
+        for job in jobs:
+            await store.create(job)
+        # One round of one worker (one clock reading), asking for more jobs than are queued.
+        claims = await asyncio.gather(*(store.claim("w1", now=T0 + 10, lease_seconds=30) for _ in range(8)))
+        claimed = [job for job in claims if job is not None]
+        assert sorted(job.id for job in claimed) == sorted(job.id for job in jobs)
+        assert all((job.lease_owner, job.lease_expires_at) == ("w1", T0 + 40) for job in claimed)
+        assert claims.count(None) == 3
+        assert grouped and max(grouped) > 1, grouped
+        # Claims of different workers or clock readings in one batch are served one by one, each
+        # taking the longest-waiting job still free.
+        for job in claimed:
+            await store.release(job.id, "w1")
+        mixed = await asyncio.gather(
+            store.claim("w1", now=T0 + 20, lease_seconds=30),
+            store.claim("w2", now=T0 + 20, lease_seconds=30),
+            store.claim("w2", now=T0 + 21, lease_seconds=30),
+        )
+        assert [(job.id, job.lease_owner) for job in mixed if job is not None] == [
+            (jobs[0].id, "w1"),
+            (jobs[1].id, "w2"),
+            (jobs[2].id, "w2"),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_concurrent_releases_drop_only_the_leases_their_workers_hold(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "jobs.db")
+    try:
+        jobs = [make_job(waiting_since=T0 + i) for i in range(6)]
+        for job in jobs:
+            await store.create(job)
+        for i in range(6):
+            assert await store.claim("w1" if i < 4 else "w2", now=T0 + 10, lease_seconds=30) is not None
+        await asyncio.gather(
+            *(store.release(job.id, "w1") for job in jobs[:3]),
+            store.release(jobs[4].id, "w1"),  # held by w2: stays
+            store.release(jobs[5].id, "w2"),
+        )
+        owners = [(await store.get(job.id)).lease_owner for job in jobs]  # type: ignore[union-attr]
+        assert owners == [None, None, None, "w1", "w2", None]
+    finally:
+        await store.close()
+
+
 async def test_a_failing_operation_fails_alone_in_its_batch(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "jobs.db")
     try:

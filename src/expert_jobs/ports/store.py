@@ -44,7 +44,15 @@ class JobStore(Protocol):
         ...
 
     async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
-        """Atomically append ``checkpoint`` and write ``job`` if the stored version matches."""
+        """Atomically append ``checkpoint`` and write ``job`` if the stored version matches.
+
+        A save writes the job's state: status, counters, usage, error, the waiting time, the
+        checkpoint bookkeeping and the model settings a continue may change. The job's identity
+        and request (organization, application, expert key and digest, query, files, creation
+        time) are fixed by :meth:`create` and never rewritten; the lease fields belong to
+        :meth:`claim`, :meth:`renew_lease` and :meth:`release`, and a save hands the stored lease
+        back on ``job``.
+        """
         ...
 
     async def list(self, query: JobQuery) -> tuple[builtins.list[Job], int]:

@@ -27,12 +27,14 @@ from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 
 __all__ = [
+    "IDENTITY_COLUMNS",
     "INSERT_COLUMNS",
     "JOB_COLUMNS",
     "UPDATE_COLUMNS",
     "checkpoint_from_json",
     "checkpoint_json",
     "dumps",
+    "identity_values",
     "insert_values",
     "job_from_row",
     "messages_json",
@@ -70,11 +72,33 @@ JOB_COLUMNS: tuple[str, ...] = (
 )
 """The columns read back into a :class:`Job`, in :func:`job_from_row`'s order."""
 
-_NOT_SAVED = frozenset({"id", "version", "lease_owner", "lease_expires_at"})
-UPDATE_COLUMNS: tuple[str, ...] = (*(c for c in JOB_COLUMNS if c not in _NOT_SAVED), "search_key")
-"""The columns a save writes (never the id, the version or the lease), in :func:`update_values`' order."""
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "organization_id",
+    "application_id",
+    "expert_key",
+    "expert",
+    "query",
+    "files",
+    "created_at",
+    "search_key",
+)
+"""The job's identity and request: written by a create, never by a save, in :func:`identity_values`'
+order."""
 
-INSERT_COLUMNS: tuple[str, ...] = ("id", "version", "lease_owner", "lease_expires_at", *UPDATE_COLUMNS)
+_NOT_SAVED = frozenset({"id", "version", "lease_owner", "lease_expires_at", *IDENTITY_COLUMNS})
+UPDATE_COLUMNS: tuple[str, ...] = tuple(c for c in JOB_COLUMNS if c not in _NOT_SAVED)
+"""The columns a save writes (never the id, the version, the lease or the identity), in
+:func:`update_values`' order. Leaving the rest alone spares a save their encoding and the
+database the upkeep of the indexes on them."""
+
+INSERT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "version",
+    "lease_owner",
+    "lease_expires_at",
+    *IDENTITY_COLUMNS,
+    *UPDATE_COLUMNS,
+)
 """The columns a create writes, in :func:`insert_values`' order."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
@@ -88,18 +112,11 @@ def update_values(job: Job) -> list[Any]:
     """The values of :data:`UPDATE_COLUMNS` for ``job`` (a snapshot: later changes to it don't leak in)."""
     error = job.error
     return [
-        job.organization_id,
-        job.application_id,
-        job.expert_key,
-        dumps(job.expert),
-        job.query,
-        dumps(list(files)) if (files := job.files) else "[]",
         job.model,
         job.temperature,
         job.max_steps,
         job.max_retries,
         job.status.value,
-        job.created_at,
         job.updated_at,
         job.current_step,
         job.total_steps,
@@ -110,6 +127,19 @@ def update_values(job: Job) -> list[Any]:
         job.waiting_since,
         job.last_checkpoint_id,
         job.checkpoint_seq,
+    ]
+
+
+def identity_values(job: Job) -> list[Any]:
+    """The values of :data:`IDENTITY_COLUMNS` for ``job``."""
+    return [
+        job.organization_id,
+        job.application_id,
+        job.expert_key,
+        dumps(job.expert),
+        job.query,
+        dumps(list(files)) if (files := job.files) else "[]",
+        job.created_at,
         job.expert_key.lower(),
     ]
 
@@ -125,7 +155,7 @@ def usage_json(usage: Usage) -> str:
 
 def insert_values(job: Job) -> list[Any]:
     """The values of :data:`INSERT_COLUMNS` for a new ``job`` (version 0)."""
-    return [job.id, 0, job.lease_owner, job.lease_expires_at, *update_values(job)]
+    return [job.id, 0, job.lease_owner, job.lease_expires_at, *identity_values(job), *update_values(job)]
 
 
 def _load(value: Any) -> Any:

@@ -85,7 +85,17 @@ class MemoryStore:
         # Lease fields belong to claim/renew/release, never to an ordinary save.
         job.lease_owner = stored.lease_owner
         job.lease_expires_at = stored.lease_expires_at
-        stored = self._jobs[job.id] = job.copy()
+        # The identity and the request are fixed at creation (as in the SQL stores, which never
+        # rewrite their columns).
+        saved = job.copy()
+        saved.organization_id = stored.organization_id
+        saved.application_id = stored.application_id
+        saved.expert_key = stored.expert_key
+        saved.expert = stored.expert
+        saved.query = stored.query
+        saved.files = stored.files
+        saved.created_at = stored.created_at
+        stored = self._jobs[job.id] = saved
         if stored.status is _QUEUED:
             self._enqueue(stored)
         else:

@@ -34,10 +34,12 @@ from expert_jobs.domain.status import JobStatus
 from expert_jobs.stores._pg_schema import migrate, quote_schema
 from expert_jobs.stores._pg_writer import BulkStatement, GroupCommitWriter, Row
 from expert_jobs.stores._rows import (
+    INSERT_COLUMNS,
     JOB_COLUMNS,
     UPDATE_COLUMNS,
     checkpoint_json,
     dumps,
+    insert_values,
     job_from_row,
     messages_json,
     update_values,
@@ -82,7 +84,7 @@ _TYPES: dict[str, str] = {
 }
 """The SQL type of every column (parameters are cast to it, so statements prepare unambiguously)."""
 
-_QUERY_INDEX = UPDATE_COLUMNS.index("query")
+_QUERY_INDEX = INSERT_COLUMNS.index("query")
 _COLS = ", ".join(JOB_COLUMNS)
 _URL_OPTIONS = {"schema", "min_size", "max_size", "writers", "max_batch", "claim_batch"}
 
@@ -92,9 +94,9 @@ def _arrays(columns: Sequence[str]) -> str:
     return ", ".join(f"%b::{_TYPES[c]}[]" for c in columns)
 
 
-def _job_values(job: Job) -> list[Any]:
-    """:func:`update_values` with the query as JSON text (PostgreSQL ``text`` cannot hold NUL)."""
-    values = update_values(job)
+def _insert_values(job: Job) -> list[Any]:
+    """:func:`insert_values` with the query as JSON text (PostgreSQL ``text`` cannot hold NUL)."""
+    values = insert_values(job)
     query = values[_QUERY_INDEX]
     if query is not None:
         values[_QUERY_INDEX] = dumps(query)
@@ -341,7 +343,7 @@ class PostgresStore:
     async def create(self, job: Job, checkpoint: Checkpoint | None = None) -> None:
         """Insert a new job at version 0, with its first checkpoint if given (``StoreError`` if the id
         exists)."""
-        values = [job.id, 0, job.lease_owner, job.lease_expires_at, *_job_values(job)]
+        values = _insert_values(job)
         stored = None if checkpoint is None else _checkpoint_values(checkpoint)
         if await self._write("create", job.id, values, stored) is None:
             raise StoreError(f"job {job.id} already exists")
@@ -355,7 +357,7 @@ class PostgresStore:
     async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
         """Append ``checkpoint`` and write ``job`` in one statement if the stored version matches."""
         job_id = job.id
-        values = [job_id, expected_version, *_job_values(job)]
+        values = [job_id, expected_version, *update_values(job)]
         stored = None if checkpoint is None else _checkpoint_values(checkpoint)
         row = await self._write("save", job_id, values, stored)
         if row is None:
@@ -541,7 +543,7 @@ class _Statements:
         jobs = self.jobs = f"{s}.jobs"
         cps = self.checkpoints = f"{s}.checkpoints"
         # Writes: set-based statements over arrays, one per kind of operation (see _pg_writer).
-        insert_columns = ("id", "version", "lease_owner", "lease_expires_at", *UPDATE_COLUMNS)
+        insert_columns = INSERT_COLUMNS
         names = ", ".join(insert_columns)
         add_checkpoints = (
             f"c AS (INSERT INTO {cps} (job_id, seq, id, run_id, data, messages)"

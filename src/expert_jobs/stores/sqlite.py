@@ -71,8 +71,8 @@ _INSERT_CHECKPOINT_AT = (
 )
 _LAPSED = "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?)"
 _CLAIM_NEXT = (
-    f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id = ("
-    f"SELECT id FROM jobs WHERE status = 'queued' AND {_LAPSED} ORDER BY waiting_since, id LIMIT 1"
+    f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+    f"SELECT id FROM jobs WHERE status = 'queued' AND {_LAPSED} ORDER BY waiting_since, id LIMIT ?"
     f") RETURNING {_COLS}"
 )
 _CLAIM_ID = (
@@ -193,6 +193,67 @@ _CHUNK = 500
 @functools.lru_cache(maxsize=64)
 def _leases_of(count: int) -> str:
     return f"SELECT id, lease_owner, lease_expires_at FROM jobs WHERE id IN ({', '.join('?' * count)})"
+
+
+class _ClaimNext(GroupedOperation):
+    """One claim of the longest-waiting claimable job. Concurrent claims of one worker's round
+    (same worker, same clock reading) take their jobs in one statement (:meth:`run_group`)."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, worker_id: str, expires: float, now: float) -> None:
+        self.params = (worker_id, expires, now)
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        """Claim one job alone: its row, or ``None``."""
+        rows = conn.execute(_CLAIM_NEXT, (*self.params, 1)).fetchall()
+        return rows[0] if rows else None
+
+    @classmethod
+    def run_group(cls, conn: sqlite3.Connection, operations: list[Any]) -> list[Any] | None:
+        """Claim up to one job per operation at once (``None`` for those left without)."""
+        claims: list[_ClaimNext] = operations
+        params = claims[0].params
+        if any(claim.params != params for claim in claims):
+            return None
+        rows: list[Any] = conn.execute(_CLAIM_NEXT, (*params, len(claims))).fetchall()
+        return rows + [None] * (len(claims) - len(rows))
+
+
+class _Release(GroupedOperation):
+    """Dropping a lease; the releases queued together go in one ``executemany``."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, job_id: str, worker_id: str) -> None:
+        self.params = (job_id, worker_id)
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        """Release alone."""
+        conn.execute(_RELEASE, self.params)
+
+    @classmethod
+    def run_group(cls, conn: sqlite3.Connection, operations: list[Any]) -> list[Any] | None:
+        """Release them all (a release of a lease not held changes nothing): one statement per
+        worker and chunk of jobs, so the writer gives the GIL up and takes it back once for
+        them, not once per job."""
+        releases: list[_Release] = operations
+        by_worker: dict[str, list[str]] = {}
+        for job_id, worker_id in (release.params for release in releases):
+            by_worker.setdefault(worker_id, []).append(job_id)
+        for worker_id, job_ids in by_worker.items():
+            for start in range(0, len(job_ids), _CHUNK):
+                chunk = job_ids[start : start + _CHUNK]
+                conn.execute(_release_all(len(chunk)), (worker_id, *chunk))
+        return [None] * len(releases)
+
+
+@functools.lru_cache(maxsize=64)
+def _release_all(count: int) -> str:
+    return (
+        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL"
+        f" WHERE lease_owner = ? AND id IN ({', '.join('?' * count)})"
+    )
 
 
 class _Declined(Exception):
@@ -375,12 +436,11 @@ class SQLiteStore:
     ) -> Job | None:
         """Lease the longest-waiting claimable queued job (or exactly ``job_id``) to ``worker_id``."""
         expires = now + lease_seconds
-        params: tuple[Any, ...]
         if job_id is None:
-            sql, params = _CLAIM_NEXT, (worker_id, expires, now)
-        else:
-            sql, params = _CLAIM_ID, (worker_id, expires, job_id, worker_id, now)
-        rows = await self._write(lambda conn: conn.execute(sql, params).fetchall())
+            row = await self._write(_ClaimNext(worker_id, expires, now))
+            return None if row is None else job_from_row(row)
+        params = (worker_id, expires, job_id, worker_id, now)
+        rows = await self._write(lambda conn: conn.execute(_CLAIM_ID, params).fetchall())
         return job_from_row(rows[0]) if rows else None
 
     async def renew_lease(self, job_id: str, worker_id: str, *, now: float, lease_seconds: float) -> bool:
@@ -391,7 +451,7 @@ class SQLiteStore:
 
     async def release(self, job_id: str, worker_id: str) -> None:
         """Drop the worker's lease on the job (no-op if it does not hold it)."""
-        await self._write(lambda conn: conn.execute(_RELEASE, (job_id, worker_id)).rowcount)
+        await self._write(_Release(job_id, worker_id))
 
     async def held_by(self, worker_id: str) -> builtins.list[Job]:
         """Jobs whose lease ``worker_id`` holds, live or lapsed."""
