@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from transitions import Machine, MachineError
+from transitions import EventData, Machine, MachineError, State
 
 from expert_jobs.domain.errors import IllegalTransition, UsageError
 from expert_jobs.domain.status import JobStatus
@@ -60,7 +60,46 @@ class HasStatus(Protocol):
     status: JobStatus
 
 
-_MACHINE = Machine(
+class _LifecycleState(State):
+    """A lifecycle state. The lifecycle has no enter or exit callbacks, so entering or leaving a
+    state has nothing to run (the base class logs and walks its empty callback lists each time);
+    its name is read once (the base class converts the enum member on every access)."""
+
+    def __init__(self, name: JobStatus | str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(name, *args, **kwargs)
+        self._plain_name: str = name.name if isinstance(name, JobStatus) else name
+
+    @property
+    def name(self) -> str:
+        """The state's name (the ``JobStatus`` member's name)."""
+        return self._plain_name
+
+    def enter(self, event_data: EventData) -> None:
+        """Run the enter callbacks, if the state has any."""
+        if self.on_enter:
+            super().enter(event_data)
+
+    def exit(self, event_data: EventData) -> None:
+        """Run the exit callbacks, if the state has any."""
+        if self.on_exit:
+            super().exit(event_data)
+
+
+class _LifecycleMachine(Machine):
+    """The ``transitions`` machine with lifecycle states, found by member or name in one lookup."""
+
+    state_cls = _LifecycleState
+
+    def get_state(self, state: Any) -> State:
+        """The state of ``state`` (a ``JobStatus`` member or its name)."""
+        found = (_STATE_OF if type(state) is JobStatus else _STATE_NAMED).get(state)
+        return found if found is not None else super().get_state(state)
+
+
+_STATE_OF: dict[JobStatus, State] = {}
+_STATE_NAMED: dict[str, State] = {}
+
+_MACHINE = _LifecycleMachine(
     model=None,
     states=list(JobStatus),
     initial=S.QUEUED,
@@ -71,6 +110,8 @@ _MACHINE = Machine(
     send_event=False,
 )
 
+_STATE_NAMED.update(_MACHINE.states)
+_STATE_OF.update({status: _MACHINE.states[status.name] for status in JobStatus})
 _EVENTS: Mapping[str, Any] = {name: _MACHINE.events[name] for name in TRIGGERS}
 _NEXT: dict[tuple[JobStatus, str], JobStatus] = {}
 _TRIGGER_FOR: dict[tuple[JobStatus, JobStatus], str] = {}

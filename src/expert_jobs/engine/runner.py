@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
@@ -647,29 +647,48 @@ class JobRunner:
         The checkpoint's ``step_usage`` is all usage the run reported since its last checkpoint
         (every run's, with ``absorb_all``). A lost race (``StaleJobVersion``) means someone else
         moved the job: a cancel request unwinds as a cancellation, anything else as a lost lease.
+        Child runs writing concurrently take turns (the lock); a lone run writes straight away.
         """
+        lock = None
         if self._parallel:
             lock = self._lock
             if lock is None:
                 lock = self._lock = asyncio.Lock()
-            async with lock:
-                await self._write_locked(run, trigger, kind, new_step, absorb_all, force)
-        else:
-            await self._write_locked(run, trigger, kind, new_step, absorb_all, force)
+            await lock.acquire()
+        try:
+            job = self.job
+            expected = job.version
+            absorbed, step_usage = self._account(run, new_step, absorb_all)
+            if trigger is not None:
+                self._transition(trigger, run)
+            job.updated_at = self._clock.now()
+            checkpoint = None if run is None else self._checkpoint(run, kind, step_usage)
+            self._in_write = True
+            try:
+                await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
+            except StaleJobVersion:
+                self._events.clear()
+                await self._lost_race(force)
+            finally:
+                self._in_write = False
+            for each in absorbed:
+                each.unsaved = ZERO_USAGE
+            if run is not None:
+                run.saved_count = len(run.messages)
+            if self._bus.active:
+                self._publish_written(run, checkpoint, kind, new_step, step_usage)
+        finally:
+            if lock is not None:
+                lock.release()
         if self.cancel_requested and not force:
             raise _Canceled
 
-    async def _write_locked(
-        self,
-        run: _Run | None,
-        trigger: str | None,
-        kind: CheckpointKind,
-        new_step: bool,
-        absorb_all: bool,
-        force: bool,
-    ) -> None:
+    def _account(
+        self, run: _Run | None, new_step: bool, absorb_all: bool
+    ) -> tuple[Iterable[_Run], Usage]:
+        """Bring the job's duration, step counters and usage up to now; returns the runs whose
+        unsaved usage this write absorbs, and that usage's sum (the step's usage)."""
         job = self.job
-        expected = job.version
         now_mono = self._clock.monotonic()
         self._elapsed_ms += (now_mono - self._mark) * 1000.0
         self._mark = now_mono
@@ -696,55 +715,42 @@ class JobRunner:
                     same_sum = None
         if step_usage is not ZERO_USAGE:
             job.usage = same_sum if same_sum is not None else job_usage + step_usage
-        if trigger is not None:
-            self._transition(trigger, run)
-        job.updated_at = self._clock.now()
-        checkpoint = None
-        if run is not None:
-            seq = job.checkpoint_seq + 1
-            messages = run.messages
-            checkpoint = Checkpoint(
-                checkpoint_id(job.id, seq),
-                job.id,
-                run.id,
-                seq,
-                job.current_step,
-                kind,
-                job.status,
-                run.state,
-                run.expert.key,
-                job.updated_at,
-                tuple(messages[run.saved_count :]),
-                len(messages),
-                job.usage,
-                run.usage,
-                step_usage,
-                job.total_steps,
-                job.total_duration_ms,
-                run.retry_count,
-                run.parent_id,
-                run.parent_call_id,
-                run.pending,
-                run.partial,
-                run.delegations,
-                run.error,
-            )
-            job.checkpoint_seq = seq
-            job.last_checkpoint_id = checkpoint.id
-        self._in_write = True
-        try:
-            await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
-        except StaleJobVersion:
-            self._events.clear()
-            await self._lost_race(force)
-        finally:
-            self._in_write = False
-        for each in absorbed:
-            each.unsaved = ZERO_USAGE
-        if run is not None:
-            run.saved_count = len(run.messages)
-        if self._bus.active:
-            self._publish_written(run, checkpoint, kind, new_step, step_usage)
+        return absorbed, step_usage
+
+    def _checkpoint(self, run: _Run, kind: CheckpointKind, step_usage: Usage) -> Checkpoint:
+        """The checkpoint of ``run`` as the job stands now (the job's checkpoint counters move on)."""
+        job = self.job
+        seq = job.checkpoint_seq + 1
+        messages = run.messages
+        checkpoint = Checkpoint(
+            checkpoint_id(job.id, seq),
+            job.id,
+            run.id,
+            seq,
+            job.current_step,
+            kind,
+            job.status,
+            run.state,
+            run.expert.key,
+            job.updated_at,
+            tuple(messages[run.saved_count :]),
+            len(messages),
+            job.usage,
+            run.usage,
+            step_usage,
+            job.total_steps,
+            job.total_duration_ms,
+            run.retry_count,
+            run.parent_id,
+            run.parent_call_id,
+            run.pending,
+            run.partial,
+            run.delegations,
+            run.error,
+        )
+        job.checkpoint_seq = seq
+        job.last_checkpoint_id = checkpoint.id
+        return checkpoint
 
     def _publish_written(
         self, run: _Run | None, checkpoint: Checkpoint | None, kind: str, new_step: bool, step_usage: Usage
