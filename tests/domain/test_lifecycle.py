@@ -204,3 +204,46 @@ def test_fire_moves_any_object_with_a_status() -> None:
     bare = Bare()
     assert fire(bare, "expire") is JobStatus.EXPIRED
     assert bare.status is JobStatus.EXPIRED
+
+
+def test_the_lean_machine_classes_still_run_callbacks_and_conditions_when_there_are_any() -> None:
+    # The shared machine's states and transitions skip the callback machinery only because the
+    # lifecycle has no callbacks: a machine of the same classes that has some runs them all.
+    calls: list[str] = []
+
+    class Model:
+        status = JobStatus.QUEUED
+
+    machine = lifecycle._LifecycleMachine(
+        model=None,
+        states=list(JobStatus),
+        initial=JobStatus.QUEUED,
+        transitions=[
+            {
+                "trigger": "start",
+                "source": JobStatus.QUEUED,
+                "dest": JobStatus.PROCESSING,
+                "before": lambda: calls.append("before"),
+                "after": lambda: calls.append("after"),
+            },
+            {
+                "trigger": "complete",
+                "source": JobStatus.PROCESSING,
+                "dest": JobStatus.COMPLETED,
+                "conditions": lambda: False,
+            },
+        ],
+        model_attribute="status",
+        auto_transitions=False,
+        send_event=False,
+    )
+    machine.get_state(JobStatus.QUEUED).add_callback("exit", lambda: calls.append("exit"))
+    machine.get_state(JobStatus.PROCESSING).add_callback("enter", lambda: calls.append("enter"))
+    model = Model()
+    assert machine.events["start"].trigger(model) is True
+    assert model.status is JobStatus.PROCESSING
+    assert calls == ["before", "exit", "enter", "after"]
+    assert machine.events["complete"].trigger(model) is False  # its condition holds it back
+    assert model.status is JobStatus.PROCESSING
+    with pytest.raises(ValueError, match="not a registered state"):
+        machine.get_state("processing")  # a value is not a state name

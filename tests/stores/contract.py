@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from expert_jobs.domain.errors import StaleJobVersion, StoreError
-from expert_jobs.domain.job import Job, JobQuery
+from expert_jobs.domain.job import IDENTITY_FIELDS, STATE_FIELDS, Job, JobQuery
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.ports.store import JobStore
 from tests.stores.factories import (
@@ -33,20 +33,6 @@ S = JobStatus
 LEASE = 30.0
 
 
-_IDENTITY_FIELDS = (
-    "organization_id",
-    "application_id",
-    "expert_key",
-    "expert",
-    "query",
-    "files",
-    "created_at",
-)
-_STATE_FIELDS = tuple(
-    name
-    for name in Job.__slots__
-    if name not in _IDENTITY_FIELDS and name not in ("id", "version", "lease_owner", "lease_expires_at")
-)
 
 
 async def _created(store: JobStore, **fields: object) -> Job:
@@ -246,17 +232,17 @@ class StoreContract:
         created = job.copy()
         rich = make_rich_job()
         # Everything a run or a continue may change is written...
-        for name in _STATE_FIELDS:
+        for name in STATE_FIELDS:
             setattr(job, name, getattr(rich, name))
         # ...while the job's identity and request stay as created, whatever the caller's copy says.
-        for name in _IDENTITY_FIELDS:
+        for name in IDENTITY_FIELDS:
             setattr(job, name, getattr(rich, name))
         await store.save(job, expected_version=0)
         stored = await store.get(job.id)
         assert stored is not None and stored.version == 1
-        assert {n: getattr(stored, n) for n in _STATE_FIELDS} == {n: getattr(rich, n) for n in _STATE_FIELDS}
-        assert {n: getattr(stored, n) for n in _IDENTITY_FIELDS} == {
-            n: getattr(created, n) for n in _IDENTITY_FIELDS
+        assert {n: getattr(stored, n) for n in STATE_FIELDS} == {n: getattr(rich, n) for n in STATE_FIELDS}
+        assert {n: getattr(stored, n) for n in IDENTITY_FIELDS} == {
+            n: getattr(created, n) for n in IDENTITY_FIELDS
         }
 
     async def test_save_does_not_need_the_lease(self, store: JobStore) -> None:

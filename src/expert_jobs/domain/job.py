@@ -10,7 +10,16 @@ from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
 
-__all__ = ["RUNTIME_VERSION", "Job", "JobQuery", "iso_utc"]
+__all__ = [
+    "IDENTITY_FIELDS",
+    "LEASE_FIELDS",
+    "RUNTIME_VERSION",
+    "STATE_FIELDS",
+    "Job",
+    "JobQuery",
+    "copy_state",
+    "iso_utc",
+]
 
 RUNTIME_VERSION = "v1.0"
 
@@ -168,6 +177,27 @@ class Job:
         return body
 
 
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "organization_id",
+    "application_id",
+    "expert_key",
+    "expert",
+    "query",
+    "files",
+    "created_at",
+)
+"""A job's identity and request: fixed when the job is created, never changed by a store save."""
+
+LEASE_FIELDS: tuple[str, ...] = ("lease_owner", "lease_expires_at")
+"""The lease: written only by a store's claim, renew and release."""
+
+STATE_FIELDS: tuple[str, ...] = tuple(
+    name for name in Job.__slots__ if name not in ("id", "version", *IDENTITY_FIELDS, *LEASE_FIELDS)
+)
+"""What a store save writes: status, counters, usage, error, waiting time, checkpoint bookkeeping
+and the model settings a continue may change."""
+
+
 def _compile_copy() -> Any:
     # One straight-line function (no getattr/setattr loop): a copy is on every store write.
     body = "\n".join(f"    clone.{name} = job.{name}" for name in Job.__slots__)
@@ -176,7 +206,20 @@ def _compile_copy() -> Any:
     return namespace["copy_job"]
 
 
+def _compile_copy_state() -> Any:
+    body = "\n".join(f"    target.{name} = source.{name}" for name in STATE_FIELDS)
+    namespace: dict[str, Any] = {}
+    exec(f"def copy_state(source, target):\n{body}", namespace)
+    return namespace["copy_state"]
+
+
 _copy_job = _compile_copy()
+_copy_state = _compile_copy_state()
+
+
+def copy_state(source: Job, target: Job) -> None:
+    """Set ``target``'s :data:`STATE_FIELDS` to ``source``'s (a store applying a save in place)."""
+    _copy_state(source, target)
 
 
 @dataclass(frozen=True, slots=True)

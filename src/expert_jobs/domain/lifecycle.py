@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from transitions import EventData, Machine, MachineError, State
+from transitions import EventData, Machine, MachineError, State, Transition
 
 from expert_jobs.domain.errors import IllegalTransition, UsageError
 from expert_jobs.domain.status import JobStatus
@@ -85,10 +85,32 @@ class _LifecycleState(State):
             super().exit(event_data)
 
 
+class _LifecycleTransition(Transition):
+    """A lifecycle transition. With no callbacks or conditions on it or on the machine (the
+    lifecycle has none) executing it is changing the state; otherwise the base class runs them."""
+
+    def execute(self, event_data: EventData) -> bool:
+        """Move the model to ``dest`` (running callbacks and conditions if there are any)."""
+        machine = event_data.machine
+        if (
+            self.prepare
+            or self.conditions
+            or self.before
+            or self.after
+            or machine.before_state_change
+            or machine.after_state_change
+        ):
+            return bool(super().execute(event_data))
+        self._change_state(event_data)
+        return True
+
+
 class _LifecycleMachine(Machine):
-    """The ``transitions`` machine with lifecycle states, found by member or name in one lookup."""
+    """The ``transitions`` machine with lifecycle states and transitions; states are found by
+    member or name in one lookup."""
 
     state_cls = _LifecycleState
+    transition_cls = _LifecycleTransition
 
     def get_state(self, state: Any) -> State:
         """The state of ``state`` (a ``JobStatus`` member or its name)."""

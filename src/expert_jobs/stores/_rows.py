@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, Delegation
-from expert_jobs.domain.job import Job
+from expert_jobs.domain.job import IDENTITY_FIELDS, STATE_FIELDS, Job
 from expert_jobs.domain.messages import (
     AssistantMessage,
     Message,
@@ -72,21 +72,11 @@ JOB_COLUMNS: tuple[str, ...] = (
 )
 """The columns read back into a :class:`Job`, in :func:`job_from_row`'s order."""
 
-IDENTITY_COLUMNS: tuple[str, ...] = (
-    "organization_id",
-    "application_id",
-    "expert_key",
-    "expert",
-    "query",
-    "files",
-    "created_at",
-    "search_key",
-)
+IDENTITY_COLUMNS: tuple[str, ...] = (*IDENTITY_FIELDS, "search_key")
 """The job's identity and request: written by a create, never by a save, in :func:`identity_values`'
 order."""
 
-_NOT_SAVED = frozenset({"id", "version", "lease_owner", "lease_expires_at", *IDENTITY_COLUMNS})
-UPDATE_COLUMNS: tuple[str, ...] = tuple(c for c in JOB_COLUMNS if c not in _NOT_SAVED)
+UPDATE_COLUMNS: tuple[str, ...] = tuple(c for c in JOB_COLUMNS if c in STATE_FIELDS)
 """The columns a save writes (never the id, the version, the lease or the identity), in
 :func:`update_values`' order. Leaving the rest alone spares a save their encoding and the
 database the upkeep of the indexes on them."""

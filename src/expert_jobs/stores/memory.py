@@ -8,7 +8,7 @@ from heapq import heappop, heappush
 
 from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.errors import StaleJobVersion, StoreError
-from expert_jobs.domain.job import Job, JobQuery
+from expert_jobs.domain.job import Job, JobQuery, copy_state
 from expert_jobs.domain.messages import Message
 from expert_jobs.domain.status import JobStatus
 
@@ -81,21 +81,12 @@ class MemoryStore:
             raise StaleJobVersion(job.id, expected_version, stored.version)
         if checkpoint is not None:
             self._append(checkpoint)
-        job.version = expected_version + 1
-        # Lease fields belong to claim/renew/release, never to an ordinary save.
+        # A save writes the job's state into the stored job, in place; the identity is fixed at
+        # creation, and the lease belongs to claim/renew/release (the caller gets it back).
+        copy_state(job, stored)
+        job.version = stored.version = expected_version + 1
         job.lease_owner = stored.lease_owner
         job.lease_expires_at = stored.lease_expires_at
-        # The identity and the request are fixed at creation (as in the SQL stores, which never
-        # rewrite their columns).
-        saved = job.copy()
-        saved.organization_id = stored.organization_id
-        saved.application_id = stored.application_id
-        saved.expert_key = stored.expert_key
-        saved.expert = stored.expert
-        saved.query = stored.query
-        saved.files = stored.files
-        saved.created_at = stored.created_at
-        stored = self._jobs[job.id] = saved
         if stored.status is _QUEUED:
             self._enqueue(stored)
         else:
