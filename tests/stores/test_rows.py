@@ -12,12 +12,22 @@ from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.messages import Message, message_to_data
 from expert_jobs.stores._rows import checkpoint_from_json, checkpoint_json, dumps, messages_json
 from tests.domain.test_checkpoint import checkpoints, messages
+from tests.stores.factories import assistant, make_checkpoint, make_job, user
 
 
 @given(checkpoints())
 def test_checkpoint_json_is_the_encoders_text_of_its_data(checkpoint: Checkpoint) -> None:
     assert checkpoint_json(checkpoint) == dumps(checkpoint.to_data())
     assert checkpoint_from_json(checkpoint_json(checkpoint)) == checkpoint
+
+
+def test_a_plain_checkpoint_is_the_encoders_text_too() -> None:
+    job = make_job()
+    plain = make_checkpoint(job, 3, new_messages=(user("hi"), assistant("hello")), message_count=2)
+    assert plain.retry_count == 0 and plain.error is None and not plain.pending_calls
+    assert checkpoint_json(plain) == dumps(plain.to_data())
+    one_run = plain._replace(run_usage=plain.usage)
+    assert checkpoint_json(one_run) == dumps(one_run.to_data())
 
 
 @given(checkpoints())

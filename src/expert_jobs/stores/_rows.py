@@ -196,14 +196,33 @@ def checkpoint_json(checkpoint: Checkpoint, *, with_messages: bool = True) -> st
     """
     c = checkpoint
     messages = f'"new_messages":{messages_json(c.new_messages)},' if with_messages else ""
+    usage = usage_json(c.usage)
+    # A job of one run: its usage and the run's are one object.
+    run_usage = usage if c.run_usage is c.usage else usage_json(c.run_usage)
     return (
         f'{{"id":{_quote(c.id)},"job_id":{_quote(c.job_id)},"run_id":{_quote(c.run_id)},'
         f'"seq":{_int(c.seq)},"step":{_int(c.step)},"kind":{_quote(c.kind)},'
-        f'"status":{_quote(c.status.value)},"run_state":{_quote(c.run_state)},'
+        f'"status":{_quote(c.status)},"run_state":{_quote(c.run_state)},'
         f'"expert_key":{_quote(c.expert_key)},"created_at":{_number(c.created_at)},{messages}'
-        f'"message_count":{_int(c.message_count)},"usage":{usage_json(c.usage)},'
-        f'"run_usage":{usage_json(c.run_usage)},"step_usage":{usage_json(c.step_usage)},'
+        f'"message_count":{_int(c.message_count)},"usage":{usage},'
+        f'"run_usage":{run_usage},"step_usage":{usage_json(c.step_usage)},'
         f'"total_steps":{_int(c.total_steps)},"total_duration_ms":{_int(c.total_duration_ms)},'
+        f"{_PLAIN_TAIL if c[_TAIL_START:] == _PLAIN_TAIL_VALUES else _tail_json(c)}"
+    )
+
+
+_TAIL_START = Checkpoint._fields.index("retry_count")
+_PLAIN_TAIL_VALUES = (0, None, None, (), (), (), None)
+"""The fields from ``retry_count`` on, as most checkpoints have them (no retry, no parent, no
+open calls, no error): their text is then a constant."""
+_PLAIN_TAIL = (
+    '"retry_count":0,"parent_run_id":null,"parent_call_id":null,'
+    '"pending_calls":[],"partial_results":[],"delegations":[],"error":null}'
+)
+
+
+def _tail_json(c: Checkpoint) -> str:
+    return (
         f'"retry_count":{_int(c.retry_count)},"parent_run_id":{_optional(c.parent_run_id)},'
         f'"parent_call_id":{_optional(c.parent_call_id)},'
         f'"pending_calls":{_calls_json(c.pending_calls)},'
@@ -296,3 +315,4 @@ def _number(value: float) -> str:
 def checkpoint_from_json(value: Any) -> Checkpoint:
     """A checkpoint from :func:`checkpoint_json`'s text (or its already decoded data)."""
     return Checkpoint.from_data(_load(value))
+

@@ -426,7 +426,7 @@ class SQLiteStore:
         in (a duplicate id or seq) fails the save before the job is touched.
         """
         save = _Save(job.id, expected_version, update_values(job), checkpoint)
-        job.lease_owner, job.lease_expires_at = await self._write(save)
+        job.lease_owner, job.lease_expires_at = await self._writer.submit(save)
         job.version = expected_version + 1
 
     # -- leases -----------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ class SQLiteStore:
         """Lease the longest-waiting claimable queued job (or exactly ``job_id``) to ``worker_id``."""
         expires = now + lease_seconds
         if job_id is None:
-            row = await self._write(_ClaimNext(worker_id, expires, now))
+            row = await self._writer.submit(_ClaimNext(worker_id, expires, now))
             return None if row is None else job_from_row(row)
         params = (worker_id, expires, job_id, worker_id, now)
         rows = await self._write(lambda conn: conn.execute(_CLAIM_ID, params).fetchall())
@@ -451,7 +451,7 @@ class SQLiteStore:
 
     async def release(self, job_id: str, worker_id: str) -> None:
         """Drop the worker's lease on the job (no-op if it does not hold it)."""
-        await self._write(_Release(job_id, worker_id))
+        await self._writer.submit(_Release(job_id, worker_id))
 
     async def held_by(self, worker_id: str) -> builtins.list[Job]:
         """Jobs whose lease ``worker_id`` holds, live or lapsed."""
