@@ -51,10 +51,14 @@ class YieldingStore(MemoryStore):
         await asyncio.sleep(0)
         return await super().latest_checkpoints(job_id)
 
-    async def save(self, job: Job, *, expected_version: int, checkpoint: Any = None) -> None:
+    async def save(
+        self, job: Job, *, expected_version: int, checkpoint: Any = None, release_for: str | None = None
+    ) -> None:
         await asyncio.sleep(0)
         try:
-            await super().save(job, expected_version=expected_version, checkpoint=checkpoint)
+            await super().save(
+                job, expected_version=expected_version, checkpoint=checkpoint, release_for=release_for
+            )
         except Exception:
             self.stale_writes += 1
             raise

@@ -245,6 +245,33 @@ class StoreContract:
             n: getattr(created, n) for n in IDENTITY_FIELDS
         }
 
+    async def test_a_releasing_save_drops_the_lease_of_its_worker_only(self, store: JobStore) -> None:
+        job = await _created(store)
+        claimed = await store.claim("w1", now=T0 + 10, lease_seconds=LEASE)
+        assert claimed is not None and claimed.id == job.id
+        claimed.fire("start")
+        await store.save(claimed, expected_version=0, release_for="w2")  # not w2's lease: kept
+        assert (claimed.lease_owner, claimed.lease_expires_at) == ("w1", T0 + 10 + LEASE)
+        claimed.fire("requeue")
+        claimed.waiting_since = T0 + 11
+        await store.save(claimed, expected_version=1, release_for="w1")
+        assert (claimed.lease_owner, claimed.lease_expires_at) == (None, None)
+        stored = await store.get(job.id)
+        assert stored is not None and stored.version == 2 and stored.status is S.QUEUED
+        assert (stored.lease_owner, stored.lease_expires_at) == (None, None)
+        # Released with the write: another worker takes it at once, not after the lease.
+        again = await store.claim("w2", now=T0 + 12, lease_seconds=LEASE)
+        assert again is not None and again.id == job.id and again.lease_owner == "w2"
+
+    async def test_a_stale_releasing_save_keeps_the_lease(self, store: JobStore) -> None:
+        job = await _created(store)
+        claimed = await store.claim("w1", now=T0, lease_seconds=LEASE)
+        assert claimed is not None
+        with pytest.raises(StaleJobVersion):
+            await store.save(claimed, expected_version=5, release_for="w1")
+        stored = await store.get(job.id)
+        assert stored is not None and stored.lease_owner == "w1" and stored.version == 0
+
     async def test_save_does_not_need_the_lease(self, store: JobStore) -> None:
         job = await _created(store)
         await store.claim("w1", now=T0, lease_seconds=LEASE)

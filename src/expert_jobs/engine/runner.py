@@ -147,6 +147,7 @@ class JobRunner:
         "_mark",
         "_parallel",
         "_provider",
+        "_released",
         "_root",
         "_rt",
         "_runs",
@@ -174,6 +175,7 @@ class JobRunner:
         self._lock: asyncio.Lock | None = None  # made when child runs first write concurrently
         self._parallel = 0  # child runs writing concurrently: their writes take the lock
         self._in_write = False
+        self._released = False  # the last write dropped the lease with it
         self._runs: dict[str, _Run] = {}
         self._root: _Run | None = None
         self._events: list[JobEvent] = []
@@ -237,7 +239,8 @@ class JobRunner:
             # A configuration problem discovered while running (unknown expert, file refused...).
             await self._stop_job("fail", str(exc), exc.to_data())
         finally:
-            await self._store.release(self.job.id, self.worker_id)
+            if not self._released:
+                await self._store.release(self.job.id, self.worker_id)
             if self.job.lease_owner == self.worker_id:
                 self.job.lease_owner = self.job.lease_expires_at = None
         return self.job
@@ -378,8 +381,7 @@ class JobRunner:
             await self._write(run, trigger, "step", new_step=True)
         else:
             run.state = "waitingInteractive"
-            await self._write(run, "request_interactive_tool_result", "pause", new_step=True)
-            await self._store.release(self.job.id, self.worker_id)
+            await self._write(run, "request_interactive_tool_result", "pause", new_step=True, release=True)
             raise _Paused
         await self._settle_pending(run)
 
@@ -388,7 +390,7 @@ class JobRunner:
         if run.state == "waitingInteractive":
             # Restored while still waiting for a person: nothing to do but wait.
             if run.is_root and self.job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
-                await self._write(run, "request_interactive_tool_result", "pause")
+                await self._write(run, "request_interactive_tool_result", "pause", release=True)
             raise _Paused
         if run.delegations:
             await self._run_delegations(run)
@@ -398,8 +400,7 @@ class JobRunner:
         if interactive:
             run.state = "waitingInteractive"
             self._back_to_processing(run)
-            await self._write(run, "request_interactive_tool_result", "pause")
-            await self._store.release(self.job.id, self.worker_id)
+            await self._write(run, "request_interactive_tool_result", "pause", release=True)
             raise _Paused
         self._close_batch(run)
         self._back_to_processing(run)
@@ -540,7 +541,7 @@ class JobRunner:
 
     async def _finish_root(self, root: _Run, trigger: str, state: RunState) -> None:
         root.state = state
-        await self._write(root, trigger, "stop", new_step=True)
+        await self._write(root, trigger, "stop", new_step=True, release=True)
 
     async def _stop_job(self, trigger: str, reason: str, error: dict[str, Any] | None = None) -> None:
         """Exceeded or failed: answer every open call of the root, then write the final checkpoint."""
@@ -562,7 +563,7 @@ class JobRunner:
         root.state = "exceededMaxSteps" if trigger == "exceed_max_steps" else "failed"
         root.error = (error or {}) | {"message": reason}
         job.error = root.error
-        await self._write(root, trigger, "stop", absorb_all=True)
+        await self._write(root, trigger, "stop", absorb_all=True, release=True)
 
     def _bare_root(self) -> _Run:
         """A root run handle for a stop checkpoint when the root was never loaded."""
@@ -593,7 +594,7 @@ class JobRunner:
             self._transition("cancel", None)
         root = self._discard_unsaved()
         root.state = "canceled"
-        await self._write(root, "finish_cancel", "stop", absorb_all=True, force=True)
+        await self._write(root, "finish_cancel", "stop", absorb_all=True, force=True, release=True)
 
     async def _let_go(self) -> None:
         """Shutdown: hand the job back to the queue with what the step in flight spent."""
@@ -606,7 +607,7 @@ class JobRunner:
             return
         root = self._discard_unsaved()
         with contextlib.suppress(_LeaseLost, _Canceled):
-            await self._write(root, trigger, "stop", absorb_all=True, force=True)
+            await self._write(root, trigger, "stop", absorb_all=True, force=True, release=True)
 
     # ------------------------------------------------------------------ writing
 
@@ -641,8 +642,10 @@ class JobRunner:
         new_step: bool = False,
         absorb_all: bool = False,
         force: bool = False,
+        release: bool = False,
     ) -> None:
-        """Apply ``trigger`` and save the job atomically with a checkpoint of ``run`` (if any).
+        """Apply ``trigger`` and save the job atomically with a checkpoint of ``run`` (if any);
+        with ``release`` (the run's last write: a stop or a pause), drop the lease with it.
 
         The checkpoint's ``step_usage`` is all usage the run reported since its last checkpoint
         (every run's, with ``absorb_all``). A lost race (``StaleJobVersion``) means someone else
@@ -665,7 +668,13 @@ class JobRunner:
             checkpoint = None if run is None else self._checkpoint(run, kind, step_usage)
             self._in_write = True
             try:
-                await self._store.save(job, expected_version=expected, checkpoint=checkpoint)
+                await self._store.save(
+                    job,
+                    expected_version=expected,
+                    checkpoint=checkpoint,
+                    release_for=self.worker_id if release else None,
+                )
+                self._released = release
             except StaleJobVersion:
                 self._events.clear()
                 await self._lost_race(force)

@@ -43,7 +43,14 @@ class JobStore(Protocol):
         """A copy of the job, or ``None``."""
         ...
 
-    async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        checkpoint: Checkpoint | None = None,
+        release_for: str | None = None,
+    ) -> None:
         """Atomically append ``checkpoint`` and write ``job`` if the stored version matches.
 
         A save writes the job's state: status, counters, usage, error, the waiting time, the
@@ -51,7 +58,8 @@ class JobStore(Protocol):
         and request (organization, application, expert key and digest, query, files, creation
         time) are fixed by :meth:`create` and never rewritten; the lease fields belong to
         :meth:`claim`, :meth:`renew_lease` and :meth:`release`, and a save hands the stored lease
-        back on ``job``.
+        back on ``job``. With ``release_for`` (a worker id), the same write also drops that
+        worker's lease if it holds it, as :meth:`release` would (a runner's last write).
         """
         ...
 

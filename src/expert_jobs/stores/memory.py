@@ -72,8 +72,16 @@ class MemoryStore:
         job = self._jobs.get(job_id)
         return None if job is None else job.copy()
 
-    async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
-        """Append ``checkpoint`` and write ``job`` if the stored version is ``expected_version``."""
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        checkpoint: Checkpoint | None = None,
+        release_for: str | None = None,
+    ) -> None:
+        """Append ``checkpoint`` and write ``job`` if the stored version is ``expected_version``
+        (dropping ``release_for``'s lease too, if given and held)."""
         stored = self._jobs.get(job.id)
         if stored is None:
             raise StoreError(f"job {job.id} does not exist")
@@ -85,6 +93,8 @@ class MemoryStore:
         # creation, and the lease belongs to claim/renew/release (the caller gets it back).
         copy_state(job, stored)
         job.version = stored.version = expected_version + 1
+        if release_for is not None and stored.lease_owner == release_for:
+            stored.lease_owner = stored.lease_expires_at = None
         job.lease_owner = stored.lease_owner
         job.lease_expires_at = stored.lease_expires_at
         if stored.status is _QUEUED:

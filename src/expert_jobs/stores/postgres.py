@@ -56,6 +56,7 @@ _TYPES: dict[str, str] = {
     "id": "text",
     "version": "bigint",
     "expected": "bigint",
+    "release_for": "text",
     "lease_owner": "text",
     "lease_expires_at": "float8",
     "organization_id": "text",
@@ -354,10 +355,18 @@ class PostgresStore:
         rows = await self._fetch(self._sql.get, (job_id,), what=f"get job {job_id}")
         return job_from_row(rows[0]) if rows else None
 
-    async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
-        """Append ``checkpoint`` and write ``job`` in one statement if the stored version matches."""
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        checkpoint: Checkpoint | None = None,
+        release_for: str | None = None,
+    ) -> None:
+        """Append ``checkpoint`` and write ``job`` in one statement if the stored version matches
+        (dropping ``release_for``'s lease in the same update, if given and held)."""
         job_id = job.id
-        values = [job_id, expected_version, *update_values(job)]
+        values = [job_id, expected_version, release_for, *update_values(job)]
         stored = None if checkpoint is None else _checkpoint_values(checkpoint)
         row = await self._write("save", job_id, values, stored)
         if row is None:
@@ -558,10 +567,13 @@ class _Statements:
             f" {add_checkpoints} JOIN j ON j.id = cp.job_id)"
             " SELECT id FROM j"
         )
-        save_columns = ("id", "expected", *UPDATE_COLUMNS)
+        save_columns = ("id", "expected", "release_for", *UPDATE_COLUMNS)
         save = (
             f"WITH v AS (SELECT * FROM unnest({_arrays(save_columns)}) AS v({', '.join(save_columns)})),"
             f" u AS (UPDATE {jobs} AS t SET {', '.join(f'{c} = v.{c}' for c in UPDATE_COLUMNS)},"
+            " lease_owner = CASE WHEN t.lease_owner = v.release_for THEN NULL ELSE t.lease_owner END,"
+            " lease_expires_at = CASE WHEN t.lease_owner = v.release_for THEN NULL"
+            " ELSE t.lease_expires_at END,"
             " version = v.expected + 1 FROM v WHERE t.id = v.id AND t.version = v.expected"
             " RETURNING t.id, t.lease_owner, t.lease_expires_at),"
             f" {add_checkpoints} JOIN u ON u.id = cp.job_id)"

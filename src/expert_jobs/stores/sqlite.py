@@ -61,7 +61,14 @@ _INSERT_JOB = (
 )
 _UPDATE_JOB = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in UPDATE_COLUMNS)}, version = ? WHERE id = ?"
 _UPDATE_JOB_AT = _UPDATE_JOB + " AND version = ?"
-_UPDATE_JOB_AT_RETURNING = _UPDATE_JOB_AT + " RETURNING lease_owner, lease_expires_at"
+# A runner's last save also drops its lease (the right-hand sides see the row as it was).
+_UPDATE_JOB_RELEASING_AT = (
+    f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in UPDATE_COLUMNS)},"
+    " lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END,"
+    " lease_expires_at = CASE WHEN lease_owner = ? THEN NULL ELSE lease_expires_at END,"
+    " version = ? WHERE id = ? AND version = ?"
+)
+_RETURNING_LEASE = " RETURNING lease_owner, lease_expires_at"
 _VERSION = "SELECT version FROM jobs WHERE id = ?"
 _INSERT_CHECKPOINT = "INSERT INTO checkpoints (job_id, seq, id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 # A save's checkpoint goes in only if the job is at the expected version (one statement, no read).
@@ -133,11 +140,21 @@ class _Save(GroupedOperation):
     ``executemany`` per statement (:meth:`run_group`): there the guarded job updates go first and
     the checkpoints follow with an unguarded insert, all inside one savepoint."""
 
-    __slots__ = ("checkpoint", "expected", "job_id", "row", "values")
+    __slots__ = ("checkpoint", "expected", "job_id", "releasing", "row", "values")
 
-    def __init__(self, job_id: str, expected: int, values: list[Any], checkpoint: Checkpoint | None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        expected: int,
+        values: list[Any],
+        checkpoint: Checkpoint | None,
+        release_for: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.expected = expected
+        self.releasing = release_for is not None
+        if release_for is not None:
+            values += (release_for, release_for)
         values += (expected + 1, job_id, expected)
         self.values = values
         self.row = None if checkpoint is None else _checkpoint_row(checkpoint)
@@ -148,7 +165,8 @@ class _Save(GroupedOperation):
         job_id, expected = self.job_id, self.expected
         if self.checkpoint is not None and conn.execute(_INSERT_CHECKPOINT_AT, self.checkpoint).rowcount != 1:
             raise _refusal(conn, job_id, expected)
-        rows = conn.execute(_UPDATE_JOB_AT_RETURNING, self.values).fetchall()
+        update = _UPDATE_JOB_RELEASING_AT if self.releasing else _UPDATE_JOB_AT
+        rows = conn.execute(update + _RETURNING_LEASE, self.values).fetchall()
         if not rows:
             if self.checkpoint is not None:  # cannot happen: the guard saw this version just now
                 raise RuntimeError(f"job {job_id}: version moved inside a write transaction")
@@ -169,7 +187,12 @@ class _Save(GroupedOperation):
         checkpoints = [save.row for save in saves if save.row is not None]
         conn.execute("SAVEPOINT saves")
         try:
-            if conn.executemany(_UPDATE_JOB_AT, [save.values for save in saves]).rowcount != len(saves):
+            updated = 0
+            for update, releasing in ((_UPDATE_JOB_AT, False), (_UPDATE_JOB_RELEASING_AT, True)):
+                values = [save.values for save in saves if save.releasing is releasing]
+                if values:
+                    updated += conn.executemany(update, values).rowcount
+            if updated != len(saves):
                 raise _Declined
             if checkpoints:
                 conn.executemany(_INSERT_CHECKPOINT, checkpoints)
@@ -418,14 +441,22 @@ class SQLiteStore:
         rows = await self._read(lambda conn: conn.execute(_GET, (job_id,)).fetchall())
         return job_from_row(rows[0]) if rows else None
 
-    async def save(self, job: Job, *, expected_version: int, checkpoint: Checkpoint | None = None) -> None:
-        """Append ``checkpoint`` and write ``job`` in one transaction if the stored version matches.
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        checkpoint: Checkpoint | None = None,
+        release_for: str | None = None,
+    ) -> None:
+        """Append ``checkpoint`` and write ``job`` in one transaction if the stored version matches
+        (dropping ``release_for``'s lease in the same update, if given and held).
 
         Two statements on the writer thread: the checkpoint insert guarded by the version, then
         the job update guarded by it too (returning the stored lease). A checkpoint that cannot go
         in (a duplicate id or seq) fails the save before the job is touched.
         """
-        save = _Save(job.id, expected_version, update_values(job), checkpoint)
+        save = _Save(job.id, expected_version, update_values(job), checkpoint, release_for)
         job.lease_owner, job.lease_expires_at = await self._writer.submit(save)
         job.version = expected_version + 1
 
