@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from expert_jobs.domain.checkpoint import Checkpoint
-from expert_jobs.domain.messages import Message, message_to_data
-from expert_jobs.stores._rows import checkpoint_from_json, checkpoint_json, dumps, messages_json
+from expert_jobs.domain.messages import AssistantMessage, Message, ToolCall, message_to_data
+from expert_jobs.domain.usage import Usage
+from expert_jobs.stores._rows import checkpoint_from_json, checkpoint_json, dumps, messages_json, usage_json
 from tests.domain.test_checkpoint import checkpoints, messages
 from tests.stores.factories import assistant, make_checkpoint, make_job, user
 
@@ -49,3 +50,28 @@ def test_unusual_numbers_are_written_as_the_encoder_writes_them(
     odd = checkpoint._replace(created_at=number)
     assert checkpoint_json(odd) == dumps(odd.to_data())
     assert json.loads(checkpoint_json(odd))["created_at"] == number
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=6),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=6)
+        | st.lists(st.integers(), max_size=2),
+        max_size=4,
+    )
+)
+def test_tool_call_arguments_are_the_encoders_text(arguments: dict[str, object]) -> None:
+    call = AssistantMessage((ToolCall("c1", "search", arguments),))
+    assert messages_json([call]) == dumps([message_to_data(call)])
+
+
+def test_the_last_usage_text_is_reused_only_for_the_same_object() -> None:
+    first, second = Usage.of(10, 2), Usage.of(10, 3)
+    assert usage_json(first) == dumps(first.to_wire())
+    assert usage_json(second) == dumps(second.to_wire())
+    assert usage_json(first) == dumps(first.to_wire())
+    assert usage_json(Usage.of(10, 2)) == usage_json(first)

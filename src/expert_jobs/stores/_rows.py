@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, Delegation
@@ -135,12 +135,26 @@ def identity_values(job: Job) -> list[Any]:
 
 
 def usage_json(usage: Usage) -> str:
-    """``usage.to_wire()`` as compact JSON, formatted directly (its five fields are ints)."""
-    return (
+    """``usage.to_wire()`` as compact JSON, formatted directly (its five fields are ints).
+
+    The text of the last usage encoded is kept with it: a save writes the job's usage in its row
+    and again in its checkpoint (one object), so the second is a lookup.
+    """
+    global _last_usage
+    last = _last_usage
+    if usage is last[0]:
+        return last[1]
+    text = (
         f'{{"inputTokens":{usage.input_tokens:d},"outputTokens":{usage.output_tokens:d},'
         f'"reasoningTokens":{usage.reasoning_tokens:d},"totalTokens":{usage.total_tokens:d},'
         f'"cachedInputTokens":{usage.cached_input_tokens:d}}}'
     )
+    # One tuple, replaced whole: a reader on another thread sees a matching pair.
+    _last_usage = (usage, text)
+    return text
+
+
+_last_usage: tuple[Usage | None, str] = (None, "")
 
 
 def insert_values(job: Job) -> list[Any]:
@@ -247,7 +261,7 @@ def _message_json(message: Message) -> str:
             if type(part) is ToolCall and part.signature is None:
                 parts.append(
                     f'{{"type":"tool_call","id":{_quote(part.id)},"name":{_quote(part.name)},'
-                    f'"arguments":{dumps(dict(part.arguments))}}}'
+                    f'"arguments":{_arguments_json(part.arguments)}}}'
                 )
             elif type(part) is TextPart and part.signature is None:
                 parts.append(f'{{"type":"text","text":{_quote(part.text)}}}')
@@ -257,6 +271,30 @@ def _message_json(message: Message) -> str:
         model = "" if message.model is None else f',"model":{_quote(message.model)}'
         return f'{{"role":"assistant","parts":[{",".join(parts)}]{provider}{model}}}'
     return dumps(message_to_data(message))
+
+
+def _arguments_json(arguments: Mapping[str, Any]) -> str:
+    """``dumps(dict(arguments))``; flat arguments (text, numbers, booleans, null) formatted
+    directly, the JSON encoder's way (its encoder costs more to set up than they take to write)."""
+    fields = []
+    for key, value in arguments.items():
+        kind = type(value)
+        if type(key) is not str:
+            return dumps(dict(arguments))
+        if kind is str:
+            text = _quote(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif kind is float and math.isfinite(value):
+            text = float.__repr__(value)
+        else:
+            return dumps(dict(arguments))
+        fields.append(f"{_quote(key)}:{text}")
+    return f"{{{','.join(fields)}}}"
 
 
 def _results_json(results: Sequence[ToolResult]) -> str:
