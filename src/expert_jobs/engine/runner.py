@@ -321,23 +321,25 @@ class JobRunner:
                 return
             if self.cancel_requested:
                 raise _Canceled
-            await self._tool_batch(run, calls)
+            if len(calls) == 1 and calls[0].name in run.expert.tools:
+                # The common step, run here rather than in _tool_batch: one ordinary tool call.
+                call = calls[0]
+                tool = self._rt.tool(call.name)
+                if self._bus.active:
+                    self._emit_calls(run, ((call, tool),))
+                content, is_error = await tool.call(call.arguments)
+                result = ToolResult(call.id, call.name, content, is_error)
+                if self._bus.active:
+                    self._emit_results(run, (result,))
+                run.messages.append(ToolResultsMessage((result,)))
+                await self._write(run, None, "step", new_step=True)
+            else:
+                await self._tool_batch(run, calls)
 
     async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
+        """Run a response's tool calls: ordinary tools concurrently, then delegates and
+        interactive calls pause the run (see DESIGN.md)."""
         rt = self._rt
-        if len(calls) == 1 and calls[0].name in run.expert.tools:
-            # The common step: one ordinary tool call.
-            call = calls[0]
-            tool = rt.tool(call.name)
-            if self._bus.active:
-                self._emit_calls(run, ((call, tool),))
-            content, is_error = await tool.call(call.arguments)
-            result = ToolResult(call.id, call.name, content, is_error)
-            if self._bus.active:
-                self._emit_results(run, (result,))
-            run.messages.append(ToolResultsMessage((result,)))
-            await self._write(run, None, "step", new_step=True)
-            return
         results: dict[str, ToolResult] = {}
         ordinary: list[tuple[ToolCall, Tool]] = []
         waiting: list[ToolCall] = []
