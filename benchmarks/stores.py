@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import shutil
@@ -105,7 +106,11 @@ def main() -> None:
         memory: list[float] = []
         sqlite: list[tuple[float, dict[str, Any]]] = []
         for _ in range(args.repeats):
+            # As in engine.py: the previous run's runtime is cyclic garbage; collect it before a
+            # timed run, not inside it (the collector stays on, so a run pays for its own objects).
+            gc.collect()
             memory.append(asyncio.run(_memory())[0])
+            gc.collect()
             sqlite.append(_sqlite_run(directory))
         sqlite.sort(key=lambda run: run[0])
         results["w2_memory_jobs_per_s"] = statistics.median(memory)
