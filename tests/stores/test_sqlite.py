@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,17 +235,23 @@ async def test_a_closed_store_refuses_writes(tmp_path: Path) -> None:
 # -- group commit -----------------------------------------------------------------------------------
 
 
-async def test_concurrent_saves_share_transactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_groups(monkeypatch: pytest.MonkeyPatch, operation: type[Any]) -> list[int]:
+    """The sizes of the groups ``operation.run_group`` ran together (declined groups left out)."""
     grouped: list[int] = []
-    run_group = sqlite_module._Save.run_group
+    run_group = operation.run_group
 
     def counting(conn: sqlite3.Connection, operations: list[object]) -> list[object] | None:
-        values = run_group(conn, operations)
+        values: list[object] | None = run_group(conn, operations)
         if values is not None:
             grouped.append(len(values))
         return values
 
-    monkeypatch.setattr(sqlite_module._Save, "run_group", counting)
+    monkeypatch.setattr(operation, "run_group", counting)
+    return grouped
+
+
+async def test_concurrent_saves_share_transactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grouped = _count_groups(monkeypatch, sqlite_module._Save)
     store = await SQLiteStore.open(tmp_path / "jobs.db")
     try:
         jobs = [make_job() for _ in range(300)]
@@ -269,16 +276,7 @@ async def test_concurrent_saves_share_transactions(tmp_path: Path, monkeypatch: 
 async def test_concurrent_claims_of_a_round_take_distinct_jobs_in_one_statement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grouped: list[int] = []
-    run_group = sqlite_module._ClaimNext.run_group
-
-    def counting(conn: sqlite3.Connection, operations: list[object]) -> list[object] | None:
-        values = run_group(conn, operations)
-        if values is not None:
-            grouped.append(len(values))
-        return values
-
-    monkeypatch.setattr(sqlite_module._ClaimNext, "run_group", counting)
+    grouped = _count_groups(monkeypatch, sqlite_module._ClaimNext)
     store = await SQLiteStore.open(tmp_path / "jobs.db")
     try:
         jobs = [make_job(waiting_since=T0 + i) for i in range(5)]
