@@ -305,10 +305,13 @@ class JobRunner:
         job = self.job
         if run.state in ("waitingDelegates", "waitingInteractive") and run.pending:
             await self._settle_pending(run)
+        # The task driving this run (the job's, or a child run's in a parallel delegation).
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             if job.total_steps >= job.max_steps:
                 raise _Stop("exceed_max_steps", f"step {job.total_steps} reached maxSteps={job.max_steps}")
-            response = await self._generate(run)
+            response = await self._generate(run, task)
             assistant = AssistantMessage(response.parts, response.provider, response.model)
             run.messages.append(assistant)
             calls = assistant.tool_calls
@@ -467,7 +470,7 @@ class JobRunner:
 
     # ------------------------------------------------------------------ generation with retries
 
-    async def _generate(self, run: _Run) -> GenerationResponse:
+    async def _generate(self, run: _Run, task: asyncio.Task[Any]) -> GenerationResponse:
         job = self.job
         provider = self._provider
         assert provider is not None
@@ -492,8 +495,6 @@ class JobRunner:
         while True:
             if self.cancel_requested:
                 raise _Canceled
-            task = asyncio.current_task()
-            assert task is not None
             watchdog.arm(task, timeout)
             try:
                 response = await provider.generate(request)
