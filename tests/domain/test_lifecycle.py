@@ -247,3 +247,7 @@ def test_the_lean_machine_classes_still_run_callbacks_and_conditions_when_there_
     assert model.status is JobStatus.PROCESSING
     with pytest.raises(ValueError, match="not a registered state"):
         machine.get_state("processing")  # a value is not a state name
+    # Each machine finds its own states: the shared lifecycle machine got no callbacks from this one.
+    assert machine.get_state(JobStatus.QUEUED) is not lifecycle._MACHINE.get_state(JobStatus.QUEUED)
+    assert lifecycle._MACHINE.get_state(JobStatus.QUEUED).on_exit == []
+    assert lifecycle._MACHINE.get_state(JobStatus.PROCESSING).on_enter == []

@@ -112,14 +112,16 @@ class _LifecycleMachine(Machine):
     state_cls = _LifecycleState
     transition_cls = _LifecycleTransition
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._by_status: dict[JobStatus, State] = {}
+        super().__init__(*args, **kwargs)
+        self._by_status.update({s: self.states[s.name] for s in JobStatus if s.name in self.states})
+
     def get_state(self, state: Any) -> State:
         """The state of ``state`` (a ``JobStatus`` member or its name)."""
-        found = (_STATE_OF if type(state) is JobStatus else _STATE_NAMED).get(state)
+        found = self._by_status.get(state) if type(state) is JobStatus else self.states.get(state)
         return found if found is not None else super().get_state(state)
 
-
-_STATE_OF: dict[JobStatus, State] = {}
-_STATE_NAMED: dict[str, State] = {}
 
 _MACHINE = _LifecycleMachine(
     model=None,
@@ -132,8 +134,6 @@ _MACHINE = _LifecycleMachine(
     send_event=False,
 )
 
-_STATE_NAMED.update(_MACHINE.states)
-_STATE_OF.update({status: _MACHINE.states[status.name] for status in JobStatus})
 _EVENTS: Mapping[str, Any] = {name: _MACHINE.events[name] for name in TRIGGERS}
 _NEXT: dict[tuple[JobStatus, str], JobStatus] = {}
 _TRIGGER_FOR: dict[tuple[JobStatus, JobStatus], str] = {}
