@@ -52,8 +52,8 @@ class Checkpoint(NamedTuple):
     ``ExpertJobsError.to_data``).
 
     A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
-    is built ten times faster than a frozen dataclass sets its 24 fields one by one. Make a
-    changed copy with ``checkpoint._replace(...)``.
+    is built about eight times faster than a frozen dataclass sets its 24 fields one by one (0.3
+    against 2.3 µs). Make a changed copy with ``checkpoint._replace(...)``.
     """
 
     id: str
