@@ -174,6 +174,19 @@ def median_of(repeats: int, fn: Callable[[], Awaitable[float]]) -> float:
     return statistics.median(_one_run(fn) for _ in range(repeats))
 
 
+def paired(
+    repeats: int, fn: Callable[[], Awaitable[float]], baseline: Callable[[], Awaitable[float]]
+) -> tuple[float, float]:
+    """The medians of ``fn`` and of its baseline, their runs alternating (a burst of noise from
+    the rest of the machine then hits both, not one of them)."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeats):
+        ours.append(_one_run(fn))
+        theirs.append(_one_run(baseline))
+    return statistics.median(ours), statistics.median(theirs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,16 +196,16 @@ def main() -> None:
     args = parser.parse_args()
     r = args.repeats
     results: dict[str, float] = {}
-    # Each figure is measured right beside its baseline, so machine noise hits both alike.
-    results["w1_us_per_step_n10"] = median_of(r * 4, lambda: w1(10))
-    results["baseline_w1_us_per_step_n10"] = median_of(r * 4, lambda: w1_baseline(10))
+    # Each figure's runs alternate with its baseline's, so machine noise hits both alike.
+    results["w1_us_per_step_n10"], results["baseline_w1_us_per_step_n10"] = paired(
+        r * 4, lambda: w1(10), lambda: w1_baseline(10)
+    )
     results["w1_cold_us_per_step_n10"] = median_of(r * 4, lambda: w1(10, cold=True))
-    results["w1_us_per_step_n100"] = median_of(r * 2, lambda: w1(100))
-    results["baseline_w1_us_per_step_n100"] = median_of(r * 2, lambda: w1_baseline(100))
-    results["w2_jobs_per_s"] = median_of(r, w2)
-    results["baseline_w2_jobs_per_s"] = median_of(r, w2_baseline)
-    results["w3_wall_s"] = median_of(max(1, r // 2), w3)
-    results["baseline_w3_wall_s"] = median_of(max(1, r // 2), w3_baseline)
+    results["w1_us_per_step_n100"], results["baseline_w1_us_per_step_n100"] = paired(
+        r * 2, lambda: w1(100), lambda: w1_baseline(100)
+    )
+    results["w2_jobs_per_s"], results["baseline_w2_jobs_per_s"] = paired(r, w2, w2_baseline)
+    results["w3_wall_s"], results["baseline_w3_wall_s"] = paired(max(1, r // 2), w3, w3_baseline)
     results["w3_kib_per_job"] = asyncio.run(w3_memory())
     results["baseline_w3_kib_per_job"] = asyncio.run(w3_memory_baseline())
     if args.json:
