@@ -9,11 +9,13 @@ import time
 import pytest
 
 from expert_jobs import (
+    Checkpoint,
     FakeClock,
     FunctionProvider,
     GenerationRequest,
     GenerationResponse,
     IllegalTransition,
+    Job,
     JobEvent,
     JobStatus,
     Reply,
@@ -24,6 +26,7 @@ from expert_jobs import (
     Worker,
 )
 from expert_jobs.engine.sweeper import sweep
+from expert_jobs.stores.memory import MemoryStore
 
 from .conftest import checkpoints, make_runtime
 
@@ -292,3 +295,77 @@ async def test_tool_results_are_published_as_events() -> None:
     results = [e.detail for e in seen if e.kind == "toolResult"]
     assert results is not None and len(results) == 2
     assert {r["name"]: r["isError"] for r in results if r} == {"add": False, "nosuch": True}
+
+
+class _LeaseWatchingStore(MemoryStore):
+    """A MemoryStore that records which saves dropped a lease and every separate release."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releasing_saves: list[tuple[str, JobStatus]] = []
+        self.releases: list[str] = []
+
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        checkpoint: Checkpoint | None = None,
+        release_for: str | None = None,
+    ) -> None:
+        await super().save(
+            job, expected_version=expected_version, checkpoint=checkpoint, release_for=release_for
+        )
+        if release_for is not None:
+            self.releasing_saves.append((release_for, job.status))
+
+    async def release(self, job_id: str, worker_id: str) -> None:
+        self.releases.append(worker_id)
+        await super().release(job_id, worker_id)
+
+
+async def test_a_runs_last_write_drops_the_lease_and_no_release_follows() -> None:
+    runtime = make_runtime([ToolCalls.of(("add", {"a": 1, "b": 2})), Reply("3")])
+    store = runtime.store = _LeaseWatchingStore()
+    job = await runtime.submit("main@1.0.0", "q")
+    done = await runtime.drive(job.id, worker_id="w1")
+    assert done.status is S.COMPLETED and done.lease_owner is None
+    assert store.releasing_saves == [("w1", S.COMPLETED)]  # only the final write releases
+    assert store.releases == []
+    assert (await runtime.get(job.id)).lease_owner is None
+
+
+async def test_a_pause_releases_with_its_write_and_a_lost_race_releases_separately() -> None:
+    runtime = make_runtime([ToolCalls.of(("ask", {"question": "ok?"})), Reply("done")])
+    store = runtime.store = _LeaseWatchingStore()
+    job = await runtime.submit("main@1.0.0", "q")
+    paused = await runtime.drive(job.id, worker_id="w1")
+    assert paused.status is S.REQUEST_INTERACTIVE_TOOL_RESULT
+    assert store.releasing_saves == [("w1", S.REQUEST_INTERACTIVE_TOOL_RESULT)]
+    assert store.releases == []
+    # A runner whose first write loses its race (someone moved the job) releases on its way out.
+    other = await runtime.submit("main@1.0.0", "q2")
+    claimed = await store.claim("w2", now=runtime.clock.now(), lease_seconds=30, job_id=other.id)
+    assert claimed is not None
+    stale = claimed.copy()
+    claimed.fire("fail")  # e.g. an operator's status update, while w2 still holds the lease
+    await store.save(claimed, expected_version=claimed.version)
+    await runtime.execute(stale, "w2")
+    assert store.releases == ["w2"]
+    stored = await runtime.get(other.id)
+    assert stored.status is S.FAILED and stored.lease_owner is None
+
+
+async def test_a_cancel_met_on_the_first_write_is_finished_with_a_releasing_write() -> None:
+    runtime = make_runtime([Reply("x")])
+    store = runtime.store = _LeaseWatchingStore()
+    job = await runtime.submit("main@1.0.0", "q")
+    claimed = await store.claim("w1", now=runtime.clock.now(), lease_seconds=30, job_id=job.id)
+    assert claimed is not None
+    stale = claimed.copy()
+    claimed.fire("cancel")  # the service cancels the job the worker has just claimed
+    await store.save(claimed, expected_version=claimed.version)
+    done = await runtime.execute(stale, "w1")
+    assert done.status is S.CANCELED
+    assert store.releasing_saves == [("w1", S.CANCELED)] and store.releases == []
+    assert (await runtime.get(job.id)).lease_owner is None
