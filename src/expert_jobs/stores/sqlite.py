@@ -244,7 +244,8 @@ class _ClaimNext(GroupedOperation):
 
 
 class _Release(GroupedOperation):
-    """Dropping a lease; the releases queued together go in one ``executemany``."""
+    """Dropping a lease; the releases queued together go in one ``UPDATE`` per worker
+    (:meth:`run_group`)."""
 
     __slots__ = ("params",)
 
