@@ -28,3 +28,15 @@ def test_the_documented_reasons_are_the_codes() -> None:
         "Failed to authenticate",
     ):
         assert f'"reason": "{reason}"' in DOC, reason
+
+
+def test_each_document_is_a_fresh_copy_sharing_nothing() -> None:
+    first = openapi_document()
+    get = first["paths"]["/api/studio/v1/expert_jobs/{expertJobId}"]["get"]
+    get["responses"]["200"]["description"] = "changed"
+    assert openapi_document() == openapi_document()
+    again = openapi_document()["paths"]["/api/studio/v1/expert_jobs/{expertJobId}"]["get"]
+    assert again["responses"]["200"]["description"] == "Response for status 200"
+    # Within one document, operations do not share response objects either.
+    cancel = first["paths"]["/api/studio/v1/expert_jobs/{expertJobId}/cancel"]["post"]
+    assert cancel["responses"]["200"]["description"] == "Response for status 200"

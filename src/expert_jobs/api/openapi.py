@@ -12,6 +12,7 @@ routes. Two refinements over the spec's text, both accepting what the spec allow
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -251,6 +252,7 @@ _UNAUTHORIZED = _json(
 )
 _JOB_OK = _json(_ref("ExpertJobResponse"), "Response for status 200")
 _JOB_NOT_FOUND = _json(_ref("NotFoundError"), "Expert job not found.")
+_PATH_INVALID = _json(_ref("ValidationFailedError"), "Path parameter schema validation failed.")
 
 
 def _path_param(name: str = "expertJobId") -> dict[str, Any]:
@@ -320,7 +322,7 @@ def _paths() -> dict[str, Any]:
                     "200": _JOB_OK,
                     "401": _UNAUTHORIZED,
                     "404": _JOB_NOT_FOUND,
-                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                    "422": _PATH_INVALID,
                 },
             },
             "post": {
@@ -444,7 +446,7 @@ def _paths() -> dict[str, Any]:
                     "401": _UNAUTHORIZED,
                     "404": _JOB_NOT_FOUND,
                     "409": _json(_ref("ConflictError"), "The job can no longer be canceled."),
-                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                    "422": _PATH_INVALID,
                 },
             }
         },
@@ -484,7 +486,7 @@ def _paths() -> dict[str, Any]:
                     },
                     "401": _UNAUTHORIZED,
                     "404": _JOB_NOT_FOUND,
-                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                    "422": _PATH_INVALID,
                 },
             }
         },
@@ -499,7 +501,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json(_ref("CheckpointResponse"), "Response for status 200"),
                     "401": _UNAUTHORIZED,
                     "404": _json(_ref("NotFoundError"), "Expert job or checkpoint not found."),
-                    "422": _json(_ref("ValidationFailedError"), "Path parameter schema validation failed."),
+                    "422": _PATH_INVALID,
                 },
             }
         },
@@ -516,7 +518,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "Run LLM expert jobs: start, monitor, continue and cancel them.",
         },
         "tags": [{"name": "Expert Jobs"}],
-        "paths": _paths(),
+        # The operations share response objects (_JOB_OK, ...); a JSON round trip gives each its
+        # own, so no caller's change to one operation or one document reaches another.
+        "paths": json.loads(json.dumps(_paths())),
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
