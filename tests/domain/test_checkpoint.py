@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
@@ -22,6 +22,7 @@ from expert_jobs import (
     ToolResultsMessage,
     UserMessage,
 )
+from expert_jobs.domain.checkpoint import CheckpointKind, RunState
 from expert_jobs.domain.messages import Message, message_from_data, message_to_data, text_of
 from expert_jobs.testing import expert_keys, ids, statuses, usages
 
@@ -111,22 +112,9 @@ def checkpoints(draw: st.DrawFn) -> Checkpoint:
         run_id=draw(ids()),
         seq=draw(st.integers(0, 10**6)),
         step=draw(st.integers(0, 10**4)),
-        kind=draw(st.sampled_from(["start", "step", "pause", "resume", "stop"])),
+        kind=draw(st.sampled_from(get_args(CheckpointKind))),
         status=draw(statuses()),
-        run_state=draw(
-            st.sampled_from(
-                [
-                    "running",
-                    "waitingDelegates",
-                    "waitingInteractive",
-                    "completed",
-                    "exceededMaxSteps",
-                    "failed",
-                    "canceled",
-                    "expired",
-                ]
-            )
-        ),
+        run_state=draw(st.sampled_from(get_args(RunState))),
         expert_key=draw(expert_keys()),
         created_at=draw(st.floats(0, 4e9)),
         new_messages=tuple(draw(st.lists(messages, max_size=3))),

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, get_args
 
 from pydantic.json_schema import models_json_schema
 
 from expert_jobs.api.dispatch import PREFIX
+from expert_jobs.domain.checkpoint import CheckpointKind, RunState
 from expert_jobs.domain.wire import (
     ContinueJobRequest,
     ExpertJobResponse,
@@ -76,21 +77,9 @@ def _checkpoint_schema() -> dict[str, Any]:
             "parentRunId": nullable_string,
             "seq": count,
             "stepNumber": count,
-            "kind": {"type": "string", "enum": ["start", "step", "pause", "resume", "stop"]},
+            "kind": {"type": "string", "enum": list(get_args(CheckpointKind))},
             "status": _ref("JobStatus"),
-            "runState": {
-                "type": "string",
-                "enum": [
-                    "running",
-                    "waitingDelegates",
-                    "waitingInteractive",
-                    "completed",
-                    "exceededMaxSteps",
-                    "failed",
-                    "canceled",
-                    "expired",
-                ],
-            },
+            "runState": {"type": "string", "enum": list(get_args(RunState))},
             "expertKey": {"type": "string"},
             "createdAt": {"type": "string", "format": "date-time", "description": "ISO-8601 UTC"},
             "newMessages": {
