@@ -7,7 +7,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -66,10 +66,8 @@ class Tool:
     worker thread). Build one with :func:`tool` or :meth:`Tool.from_function`."""
 
     __slots__ = (
-        "_args_model",
         "_fn",
         "_is_async",
-        "_param_names",
         "_validate",
         "declaration",
         "description",
@@ -88,10 +86,8 @@ class Tool:
         self.description = description
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
-        self._args_model = args_model
         # The model's validator itself: model_validate only wraps it (a third of a call's cost).
         self._validate = args_model.__pydantic_validator__.validate_python
-        self._param_names = tuple(args_model.model_fields)
         schema = args_model.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
@@ -185,5 +181,3 @@ def tool(
 
     return decorate
 
-
-AsyncToolFunction = Callable[..., Awaitable[Any]]
