@@ -59,11 +59,11 @@ _COLS = ", ".join(JOB_COLUMNS)
 _INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 )
-_UPDATE_JOB = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in UPDATE_COLUMNS)}, version = ? WHERE id = ?"
-_UPDATE_JOB_AT = _UPDATE_JOB + " AND version = ?"
+_SET_STATE = ", ".join(f"{c} = ?" for c in UPDATE_COLUMNS)
+_UPDATE_JOB_AT = f"UPDATE jobs SET {_SET_STATE}, version = ? WHERE id = ? AND version = ?"
 # A runner's last save also drops its lease (the right-hand sides see the row as it was).
 _UPDATE_JOB_RELEASING_AT = (
-    f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in UPDATE_COLUMNS)},"
+    f"UPDATE jobs SET {_SET_STATE},"
     " lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END,"
     " lease_expires_at = CASE WHEN lease_owner = ? THEN NULL ELSE lease_expires_at END,"
     " version = ? WHERE id = ? AND version = ?"
