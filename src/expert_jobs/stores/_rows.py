@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from expert_jobs.domain.checkpoint import Checkpoint, Delegation
+from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.job import IDENTITY_FIELDS, STATE_FIELDS, Job
 from expert_jobs.domain.messages import (
     AssistantMessage,
@@ -236,14 +236,9 @@ _PLAIN_TAIL = (
 
 
 def _tail_json(c: Checkpoint) -> str:
-    return (
-        f'"retry_count":{_int(c.retry_count)},"parent_run_id":{_optional(c.parent_run_id)},'
-        f'"parent_call_id":{_optional(c.parent_call_id)},'
-        f'"pending_calls":{_calls_json(c.pending_calls)},'
-        f'"partial_results":{_results_json(c.partial_results)},'
-        f'"delegations":{_delegations_json(c.delegations)},'
-        f'"error":{"null" if c.error is None else dumps(c.error)}}}'
-    )
+    # The uncommon tail (a retry, a parent, open calls, an error): through to_data, not by hand.
+    data = c.to_data()
+    return dumps({key: data[key] for key in Checkpoint._fields[_TAIL_START:]})[1:]
 
 
 def messages_json(messages: Sequence[Message]) -> str:
@@ -311,32 +306,6 @@ def _results_json(results: Sequence[ToolResult]) -> str:
         )
         + "]"
     )
-
-
-def _calls_json(calls: Sequence[ToolCall]) -> str:
-    if not calls:
-        return "[]"
-    return dumps(
-        [
-            {"id": c.id, "name": c.name, "arguments": dict(c.arguments), "signature": c.signature}
-            for c in calls
-        ]
-    )
-
-
-def _delegations_json(delegations: Sequence[Delegation]) -> str:
-    if not delegations:
-        return "[]"
-    return dumps(
-        [
-            {"call_id": d.call_id, "run_id": d.run_id, "expert_key": d.expert_key, "query": d.query}
-            for d in delegations
-        ]
-    )
-
-
-def _optional(text: str | None) -> str:
-    return "null" if text is None else _quote(text)
 
 
 def _int(value: int) -> str:
