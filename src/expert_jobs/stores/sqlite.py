@@ -140,7 +140,7 @@ class _Save(GroupedOperation):
     ``executemany`` per statement (:meth:`run_group`): there the guarded job updates go first and
     the checkpoints follow with an unguarded insert, all inside one savepoint."""
 
-    __slots__ = ("checkpoint", "expected", "job_id", "releasing", "row", "values")
+    __slots__ = ("expected", "job_id", "releasing", "row", "values")
 
     def __init__(
         self,
@@ -158,17 +158,17 @@ class _Save(GroupedOperation):
         values += (expected + 1, job_id, expected)
         self.values = values
         self.row = None if checkpoint is None else _checkpoint_row(checkpoint)
-        self.checkpoint = None if self.row is None else (*self.row, job_id, expected)
 
     def __call__(self, conn: sqlite3.Connection) -> tuple[str | None, float | None]:
         """Run this save alone."""
         job_id, expected = self.job_id, self.expected
-        if self.checkpoint is not None and conn.execute(_INSERT_CHECKPOINT_AT, self.checkpoint).rowcount != 1:
+        row = self.row
+        if row is not None and conn.execute(_INSERT_CHECKPOINT_AT, (*row, job_id, expected)).rowcount != 1:
             raise _refusal(conn, job_id, expected)
         update = _UPDATE_JOB_RELEASING_AT if self.releasing else _UPDATE_JOB_AT
         rows = conn.execute(update + _RETURNING_LEASE, self.values).fetchall()
         if not rows:
-            if self.checkpoint is not None:  # cannot happen: the guard saw this version just now
+            if row is not None:  # cannot happen: the guard saw this version just now
                 raise RuntimeError(f"job {job_id}: version moved inside a write transaction")
             raise _refusal(conn, job_id, expected)
         owner, expires = rows[0]
