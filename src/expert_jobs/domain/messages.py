@@ -93,7 +93,7 @@ class UserMessage:
         return cls((TextPart(text),))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class AssistantMessage:
     """One model response: text, thinking and tool calls, in the order the model produced them."""
 
@@ -102,13 +102,17 @@ class AssistantMessage:
     model: str | None = None
     tool_calls: tuple[ToolCall, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        parts = self.parts
+    def __init__(
+        self, parts: tuple[AssistantPart, ...], provider: str | None = None, model: str | None = None
+    ) -> None:
+        _set_assistant_parts(self, parts)
+        _set_assistant_provider(self, provider)
+        _set_assistant_model(self, model)
         calls = tuple([p for p in parts if type(p) is ToolCall])
         # A response of tool calls only (the common step) shares its parts tuple: one object less
         # per step for the garbage collector to walk.
         shared = len(calls) == len(parts) and type(parts) is tuple
-        object.__setattr__(self, "tool_calls", parts if shared else calls)
+        _set_assistant_tool_calls(self, parts if shared else calls)
 
     @property
     def text(self) -> str:
@@ -116,7 +120,7 @@ class AssistantMessage:
         return "".join(p.text for p in self.parts if type(p) is TextPart)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ToolResult:
     """The result of one tool call, as text for the model. ``is_error`` marks a failure."""
 
@@ -125,12 +129,39 @@ class ToolResult:
     content: str
     is_error: bool = False
 
+    def __init__(self, call_id: str, name: str, content: str, is_error: bool = False) -> None:
+        _set_result_call_id(self, call_id)
+        _set_result_name(self, name)
+        _set_result_content(self, content)
+        _set_result_is_error(self, is_error)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class ToolResultsMessage:
     """The results of every tool call of the preceding assistant message, in call order."""
 
     results: tuple[ToolResult, ...]
+
+    def __init__(self, results: tuple[ToolResult, ...]) -> None:
+        _set_results(self, results)
+
+
+# The hot-path messages are built several times a step. Their ``__init__`` sets each slot through
+# its descriptor: half the cost of the ``object.__setattr__`` calls a frozen dataclass generates,
+# with the same result (the instances stay frozen: assigning raises ``FrozenInstanceError``).
+def _slot_setter(cls: type, name: str) -> Any:
+    return cls.__dict__[name].__set__
+
+
+_set_assistant_parts = _slot_setter(AssistantMessage, "parts")
+_set_assistant_provider = _slot_setter(AssistantMessage, "provider")
+_set_assistant_model = _slot_setter(AssistantMessage, "model")
+_set_assistant_tool_calls = _slot_setter(AssistantMessage, "tool_calls")
+_set_result_call_id = _slot_setter(ToolResult, "call_id")
+_set_result_name = _slot_setter(ToolResult, "name")
+_set_result_content = _slot_setter(ToolResult, "content")
+_set_result_is_error = _slot_setter(ToolResult, "is_error")
+_set_results = _slot_setter(ToolResultsMessage, "results")
 
 
 Message = UserMessage | AssistantMessage | ToolResultsMessage
