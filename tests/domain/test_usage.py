@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from expert_jobs import Usage
 from expert_jobs.domain.usage import ZERO_USAGE
@@ -44,19 +47,59 @@ def test_addition_is_associative_with_zero_as_identity(a: Usage, b: Usage, c: Us
 def test_a_sum_is_a_normal_usage(a: Usage, b: Usage) -> None:
     # __add__ skips validation for speed: the result must still behave like a validated Usage.
     total = a + b
-    rebuilt = Usage.model_validate(total.model_dump())
+    rebuilt = Usage(**{name: getattr(total, name) for name in FIELDS})
     assert rebuilt == total
     assert hash(rebuilt) == hash(total)
-    assert total.model_fields_set == set(FIELDS)
-    assert total.model_dump(by_alias=True) == total.to_wire()
-    assert Usage.model_validate_json(total.model_dump_json(by_alias=True)) == total
-    assert total.model_copy(update={"input_tokens": 1}).input_tokens == 1
-    # Sums share one fields-set: copying one (with an update) must leave the others' alone.
-    other = b + a
-    total.model_copy(update={"input_tokens": 1}).model_fields_set.add("spurious")
-    assert other.model_fields_set == set(FIELDS)
+    assert repr(rebuilt) == repr(total)
+    assert Usage.from_wire(total.to_wire()) == total
+    assert pickle.loads(pickle.dumps(total)) == total
+    assert copy.deepcopy(total) == total
+
+
+def test_a_usage_is_immutable() -> None:
+    usage = Usage.of(1, 2)
+    with pytest.raises(AttributeError, match="immutable"):
+        usage.input_tokens = 0  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del usage.output_tokens
+    with pytest.raises(AttributeError):
+        usage.anything = 1  # type: ignore[attr-defined]
+    assert usage == Usage.of(1, 2)
+
+
+class _Holder(BaseModel):
+    usage: Usage
+
+
+@given(usages())
+def test_as_a_pydantic_field_it_validates_and_serializes_like_a_model(usage: Usage) -> None:
+    assert _Holder(usage=usage).usage is usage
+    assert _Holder.model_validate({"usage": usage.to_wire()}).usage == usage
+    snake = dict(zip(FIELDS, (getattr(usage, f) for f in FIELDS), strict=True))
+    assert _Holder.model_validate({"usage": snake}).usage == usage
+    holder = _Holder(usage=usage)
+    assert holder.model_dump(by_alias=True) == {"usage": usage.to_wire()}
+    assert holder.model_dump() == {"usage": snake}
+    assert _Holder.model_validate_json(holder.model_dump_json(by_alias=True)).usage == usage
+    assert _Holder.model_validate_json(holder.model_dump_json()).usage == usage
+
+
+def test_as_a_pydantic_field_bad_counters_name_the_field() -> None:
+    with pytest.raises(ValidationError, match=r"usage\.inputTokens"):
+        _Holder.model_validate({"usage": {"inputTokens": -1}})
+    with pytest.raises(ValidationError, match="extra"):
+        _Holder.model_validate_json('{"usage": {"promptTokens": 1}}')
     with pytest.raises(ValidationError):
-        total.input_tokens = 0  # type: ignore[misc]
+        _Holder.model_validate({"usage": "100 tokens"})
+
+
+def test_json_schema_is_the_usage_object() -> None:
+    schema = _Holder.model_json_schema(by_alias=True)
+    usage = schema["$defs"]["Usage"]
+    assert list(usage["properties"]) == list(WIRE)
+    assert usage["additionalProperties"] is False
+    assert all(p["type"] == "integer" and p["minimum"] == 0 for p in usage["properties"].values())
+    assert schema["properties"]["usage"] == {"$ref": "#/$defs/Usage"}
 
 
 def test_adding_something_else_is_a_type_error() -> None:
@@ -74,21 +117,21 @@ def test_of_derives_the_total() -> None:
 def test_wire_form_is_camel_case_and_round_trips(usage: Usage) -> None:
     wire = usage.to_wire()
     assert tuple(wire) == WIRE
-    assert Usage.model_validate(wire) == usage
+    assert Usage.from_wire(wire) == usage
     assert Usage(**dict(zip(FIELDS, (getattr(usage, f) for f in FIELDS), strict=True))) == usage
 
 
 @pytest.mark.parametrize("field", WIRE)
 def test_counters_are_non_negative_integers(field: str) -> None:
     with pytest.raises(ValidationError, match=field):
-        Usage.model_validate({field: -1})
+        Usage.from_wire({field: -1})
     with pytest.raises(ValidationError, match=field):
-        Usage.model_validate({field: 1.5})
+        Usage.from_wire({field: 1.5})
 
 
 def test_unknown_counters_are_refused() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        Usage.model_validate({"promptTokens": 1})
+        Usage.from_wire({"promptTokens": 1})
 
 
 @pytest.mark.parametrize(
@@ -125,3 +168,12 @@ def test_invariant_violations_name_each_broken_rule(usage: Usage, problems: list
 def test_is_consistent_agrees_with_invariant_violations(counters: tuple[int, ...]) -> None:
     usage = Usage(**dict(zip(FIELDS, counters, strict=True)))
     assert usage.is_consistent() is (usage.invariant_violations() == [])
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_the_constructor_refuses_bad_counters_naming_the_field(field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Usage(**{field: -1})
+    with pytest.raises(ValidationError, match=field):
+        Usage(**{field: "many"})
+    assert getattr(Usage(**{field: 3.0}), field) == 3  # pydantic's lax rules, as on the wire

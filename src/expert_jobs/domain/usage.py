@@ -1,32 +1,60 @@
-"""Token usage with one meaning for every provider (see DESIGN.md, "Usage")."""
+"""Token usage with one meaning for every provider (see DESIGN.md, "Usage").
+
+:class:`Usage` is a small immutable value, not a pydantic model: it is summed several times a
+step, and a plain slotted object is built in a fifth of the time, read without pydantic's
+attribute hook, and is one object (not two) for the garbage collector. Pydantic models take it as
+a field all the same (validated from camelCase or snake_case, serialized like a model, the same
+JSON schema named ``Usage``), and :meth:`Usage.from_wire` validates data at the edges.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+from expert_jobs.domain._usage_fields import Usage as _UsageFields
 
 __all__ = ["ZERO_USAGE", "Usage"]
 
+_FIELDS: Final = ("input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cached_input_tokens")
 
-class Usage(BaseModel):
-    """Token counters of a call, a step, a run or a job.
 
-    ``input_tokens`` counts every prompt token billed (cached included), ``cached_input_tokens`` is a
-    part of it; ``output_tokens`` counts every generated token (reasoning included),
-    ``reasoning_tokens`` is a part of it; ``total_tokens`` is input + output. Usages add up with ``+``.
-    On the wire the fields are camelCase (``inputTokens``...).
+class Usage:
+    # The meanings are the wire model's docstring (the API schema's description), written once.
+    __doc__ = f"""{_UsageFields.__doc__}
+    Immutable and hashable; equal when every counter is. A counter that is not a non-negative whole
+    number is a ``pydantic.ValidationError`` naming the field (pydantic's lax rules: ``3.0`` is 3).
     """
 
-    model_config = ConfigDict(
-        frozen=True, populate_by_name=True, extra="forbid", json_schema_serialization_defaults_required=True
-    )
+    __slots__ = _FIELDS
 
-    input_tokens: int = Field(0, ge=0, alias="inputTokens")
-    output_tokens: int = Field(0, ge=0, alias="outputTokens")
-    reasoning_tokens: int = Field(0, ge=0, alias="reasoningTokens")
-    total_tokens: int = Field(0, ge=0, alias="totalTokens")
-    cached_input_tokens: int = Field(0, ge=0, alias="cachedInputTokens")
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cached_input_tokens: int
+
+    def __init__(
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        total_tokens: int = 0,
+        cached_input_tokens: int = 0,
+    ) -> None:
+        counters = (input_tokens, output_tokens, reasoning_tokens, total_tokens, cached_input_tokens)
+        for value in counters:
+            if type(value) is not int or value < 0:
+                # Not a plain non-negative int: let the model say which field and why (or convert
+                # a lax value such as 3.0, as pydantic does).
+                fields = _UsageFields.model_validate(dict(zip(_FIELDS, counters, strict=True)))
+                counters = tuple(getattr(fields, name) for name in _FIELDS)
+                break
+        _fill(self, *counters)
 
     @classmethod
     def of(
@@ -41,26 +69,66 @@ class Usage(BaseModel):
             cached_input_tokens=cached,
         )
 
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Usage:
+        """Validate a usage object (camelCase as on the wire, or snake_case; missing counters are
+        0). Raises ``pydantic.ValidationError`` for unknown keys and bad counters."""
+        fields = _UsageFields.model_validate(data)
+        return _of_counters(*(getattr(fields, name) for name in _FIELDS))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase wire object."""
+        return {
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "reasoningTokens": self.reasoning_tokens,
+            "totalTokens": self.total_tokens,
+            "cachedInputTokens": self.cached_input_tokens,
+        }
+
     def __add__(self, other: object) -> Usage:
-        if not isinstance(other, Usage):
+        if type(other) is not Usage:
             return NotImplemented
-        # Sums of valid usages are valid: skip validation (this runs several times a step).
-        total = _new_usage(Usage)
-        _set(
+        # Sums of valid usages are valid: no validation (this runs several times a step).
+        total = _new(Usage)
+        _fill(
             total,
-            "__dict__",
-            {
-                "input_tokens": self.input_tokens + other.input_tokens,
-                "output_tokens": self.output_tokens + other.output_tokens,
-                "reasoning_tokens": self.reasoning_tokens + other.reasoning_tokens,
-                "total_tokens": self.total_tokens + other.total_tokens,
-                "cached_input_tokens": self.cached_input_tokens + other.cached_input_tokens,
-            },
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.total_tokens + other.total_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
         )
-        _set(total, "__pydantic_fields_set__", _SUM_FIELDS_SET)
-        _set(total, "__pydantic_extra__", None)
-        _set(total, "__pydantic_private__", None)
         return total
+
+    def _counters(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.total_tokens,
+            self.cached_input_tokens,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Usage:
+            return NotImplemented
+        return self._counters() == other._counters()
+
+    def __hash__(self) -> int:
+        return hash(self._counters())
+
+    def __repr__(self) -> str:
+        return "Usage(" + ", ".join(f"{name}={getattr(self, name)}" for name in _FIELDS) + ")"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Usage is immutable: cannot set {name!r} (add usages with +)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Usage is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, tuple[int, ...]]:
+        return _of_counters, self._counters()
 
     def invariant_violations(self) -> list[str]:
         """What breaks the one meaning of usage (empty when consistent)."""
@@ -84,24 +152,58 @@ class Usage(BaseModel):
             and self.total_tokens == self.input_tokens + self.output_tokens
         )
 
-    def to_wire(self) -> dict[str, Any]:
-        """The camelCase wire object."""
-        return {
-            "inputTokens": self.input_tokens,
-            "outputTokens": self.output_tokens,
-            "reasoningTokens": self.reasoning_tokens,
-            "totalTokens": self.total_tokens,
-            "cachedInputTokens": self.cached_input_tokens,
-        }
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """As a field of a pydantic model: a ``Usage`` instance as is, or a usage object validated
+        like :meth:`from_wire`; serialized like the model it mirrors (camelCase by alias)."""
+        fields = handler.generate_schema(_UsageFields)
+        return core_schema.no_info_wrap_validator_function(
+            _validate,
+            core_schema.no_info_after_validator_function(_from_fields, fields),
+            serialization=core_schema.wrap_serializer_function_ser_schema(_serialize, schema=fields),
+        )
 
 
-_new_usage = object.__new__
-_set = object.__setattr__
-_ALL_FIELDS = frozenset(Usage.model_fields)
-# One fields-set shared by every sum: a set per sum would be one more object for the garbage
-# collector to walk per step. Nothing mutates it in place: Usage is frozen, and pydantic copies
-# the set before ``model_copy(update=...)`` adds to it.
-_SUM_FIELDS_SET = set(_ALL_FIELDS)
+_new = object.__new__
+_SETTERS = tuple(Usage.__dict__[name].__set__ for name in _FIELDS)
+_set_input, _set_output, _set_reasoning, _set_total, _set_cached = _SETTERS
+
+
+def _fill(usage: Usage, input_: int, output: int, reasoning: int, total: int, cached: int) -> None:
+    _set_input(usage, input_)
+    _set_output(usage, output)
+    _set_reasoning(usage, reasoning)
+    _set_total(usage, total)
+    _set_cached(usage, cached)
+
+
+def _of_counters(input_: int, output: int, reasoning: int, total: int, cached: int) -> Usage:
+    """A usage of counters already known to be valid."""
+    usage = _new(Usage)
+    _fill(usage, input_, output, reasoning, total, cached)
+    return usage
+
+
+def _from_fields(fields: _UsageFields) -> Usage:
+    return _of_counters(*(getattr(fields, name) for name in _FIELDS))
+
+
+def _validate(value: Any, validate_data: core_schema.ValidatorFunctionWrapHandler) -> Usage:
+    return value if type(value) is Usage else validate_data(value)
+
+
+def _serialize(usage: Usage, serialize: core_schema.SerializerFunctionWrapHandler) -> Any:
+    fields = _UsageFields.model_construct(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=usage.total_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+    )
+    return serialize(fields)
+
 
 ZERO_USAGE = Usage()
 """The usage of nothing; the start of every sum."""

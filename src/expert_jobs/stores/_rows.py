@@ -188,7 +188,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         current_step=row[14],
         total_steps=row[15],
         total_duration_ms=row[16],
-        usage=Usage.model_validate(_load(row[17])),
+        usage=Usage.from_wire(_load(row[17])),
         interactive_tool_call_result=None if interactive is None else bool(interactive),
         version=row[19],
         error=None if error is None else _load(error),
