@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
-from transitions import Machine
+from transitions import Machine, MachineError
 
 from expert_jobs import IllegalTransition, JobStatus, UsageError, can_transition, trigger_for
 from expert_jobs.domain import lifecycle
@@ -251,3 +251,48 @@ def test_the_lean_machine_classes_still_run_callbacks_and_conditions_when_there_
     assert machine.get_state(JobStatus.QUEUED) is not lifecycle._MACHINE.get_state(JobStatus.QUEUED)
     assert lifecycle._MACHINE.get_state(JobStatus.QUEUED).on_exit == []
     assert lifecycle._MACHINE.get_state(JobStatus.PROCESSING).on_enter == []
+
+
+def test_the_lean_event_runs_machine_callbacks_and_reports_invalid_sources_when_there_are_any() -> None:
+    # The shared machine's events skip the base protocol only when the machine has nothing to run
+    # around a transition: a machine of the same classes with such callbacks runs them.
+    calls: list[str] = []
+
+    class Model:
+        status = JobStatus.QUEUED
+
+    def machine_with(**callbacks: Any) -> Machine:
+        return lifecycle._LifecycleMachine(
+            model=None,
+            states=list(JobStatus),
+            initial=JobStatus.QUEUED,
+            transitions=[{"trigger": "start", "source": JobStatus.QUEUED, "dest": JobStatus.PROCESSING}],
+            model_attribute="status",
+            auto_transitions=False,
+            send_event=False,
+            **callbacks,
+        )
+
+    machine = machine_with(
+        prepare_event=lambda: calls.append("prepare"), finalize_event=lambda: calls.append("finalize")
+    )
+    model = Model()
+    assert machine.events["start"].trigger(model) is True
+    assert model.status is JobStatus.PROCESSING
+    assert calls == ["prepare", "finalize"]
+    with pytest.raises(MachineError, match="Can't trigger event start from state PROCESSING"):
+        machine.events["start"].trigger(model)
+
+    handled: list[BaseException] = []
+    failing = machine_with(on_exception=lambda *a: handled.append(MachineError("seen")))
+    failing.get_state(JobStatus.PROCESSING).add_callback("enter", lambda: 1 / 0)
+    failing.events["start"].trigger(Model())
+    assert len(handled) == 1
+
+    final = machine_with(on_final=lambda: calls.append("final"))
+    final.get_state(JobStatus.PROCESSING).final = True
+    calls.clear()
+    final.events["start"].trigger(Model())
+    assert calls == ["final"]
+    # The lean path is the shared machine's: its events are the lean class.
+    assert all(type(e) is lifecycle._LifecycleEvent for e in lifecycle._MACHINE.events.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from transitions import EventData, Machine, MachineError, State, Transition
+from transitions import Event, EventData, Machine, MachineError, State, Transition
 
 from expert_jobs.domain.errors import IllegalTransition, UsageError
 from expert_jobs.domain.status import JobStatus
@@ -101,16 +101,52 @@ class _LifecycleTransition(Transition):
             or machine.after_state_change
         ):
             return bool(super().execute(event_data))
-        self._change_state(event_data)
+        if self.dest is not None:  # None: an internal transition, which changes no state
+            self._change_state(event_data)
         return True
+
+    def _change_state(self, event_data: EventData) -> None:
+        machine = event_data.machine
+        assert self.dest is not None
+        dest = machine.get_state(self.dest)
+        if machine.get_state(self.source).on_exit or dest.on_enter or (dest.final and machine.on_final):
+            super()._change_state(event_data)
+            return
+        machine.set_state(dest, event_data.model)
+        event_data.state = dest
+
+
+class _LifecycleEvent(Event):
+    """A lifecycle event. With nothing to run around it (no arguments, no event queue, no
+    prepare/finalize/exception callbacks on the machine: the lifecycle has none) triggering it is
+    executing its transition from the model's state, without the base class's wrapping of that
+    in a deferred call and two callback passes; otherwise the base class runs the whole protocol.
+    """
+
+    def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
+        """Execute the event's transition from ``model``'s state (``MachineError`` if none)."""
+        machine = self.machine
+        if args or kwargs or machine.has_queue or machine.prepare_event or machine.finalize_event:
+            return bool(super().trigger(model, *args, **kwargs))
+        state = machine.get_model_state(model)
+        transitions = self.transitions.get(state.name)
+        if transitions is None or machine.on_exception:
+            return bool(super().trigger(model))  # an invalid source is the base class's to report
+        event_data = EventData(state, self, machine, model, args=(), kwargs={})
+        for transition in transitions:
+            event_data.transition = transition
+            if transition.execute(event_data):
+                return True
+        return False
 
 
 class _LifecycleMachine(Machine):
-    """The ``transitions`` machine with lifecycle states and transitions; states are found by
-    member or name in one lookup."""
+    """The ``transitions`` machine with lifecycle states, transitions and events; states are found
+    by member or name in one lookup."""
 
     state_cls = _LifecycleState
     transition_cls = _LifecycleTransition
+    event_cls = _LifecycleEvent
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._by_status: dict[JobStatus, State] = {}
