@@ -4,10 +4,11 @@ between hours (see README.md). An instruction count is not a time (cache misses,
 the garbage collector's cost, do not show), so the wall-clock benchmarks stay the targets' measure.
 
 Each figure is the difference between a process that runs a workload k+1 times and one that runs
-it k times (imports, warm-up and process exit cancel out), the collector on, as in engine.py:
-W1: instructions per step of a 100-step job; W2: per job of 1,000 concurrent 10-step jobs (the
-steps, submission, claim and the collections the run triggers); W2_1: the same with 1-step jobs
-(what a job costs besides its steps).
+it k times (imports, warm-up and process exit cancel out), with a fixed hash seed:
+W1: instructions per step of 100-step jobs, the collector off (the step's own code: where a full
+collection falls would otherwise move the figure by more than most changes); W2: per job of 1,000
+concurrent 10-step jobs, the collector on as in engine.py (the steps, submission, claim and the
+collections the run triggers); W2_1: the same with 1-step jobs (what a job costs besides its steps).
 
 Run: ``python benchmarks/instructions.py [--json]`` (needs ``valgrind``; about a minute).
 """
@@ -42,6 +43,7 @@ async def _w1(runs: int) -> None:
 def _child(workload: str, runs: int) -> None:
     if workload == "w1":
         gc.collect()
+        gc.disable()
         asyncio.run(_w1(runs))
     else:
         steps = 10 if workload == "w2" else 1
@@ -64,7 +66,8 @@ def _instructions(workload: str, runs: int) -> int:
         workload,
         str(runs),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    environment = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
     found = _REFS.search(done.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
@@ -73,10 +76,11 @@ def _instructions(workload: str, runs: int) -> int:
 
 def measure() -> dict[str, int]:
     """Instructions per W1 step, per W2 job and per W2 1-step job."""
-    per_unit = {"w1": 100, "w2": 1000, "w2_1": 1000}
+    # (workload, runs in the smaller process, runs more in the larger, units in those runs)
+    plans = {"w1": (1, 4, 400), "w2": (1, 1, 1000), "w2_1": (1, 1, 1000)}
     results = {}
-    for workload, units in per_unit.items():
-        extra = _instructions(workload, 2) - _instructions(workload, 1)
+    for workload, (runs, more, units) in plans.items():
+        extra = _instructions(workload, runs + more) - _instructions(workload, runs)
         key = {"w1": "w1_instructions_per_step", "w2": "w2_instructions_per_job"}.get(
             workload, "w2_1step_instructions_per_job"
         )

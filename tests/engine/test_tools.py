@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from expert_jobs import JobStatus, Reply, ToolCalls, ToolResultsMessage, UsageError, tool
 from expert_jobs.engine.tools import Tool
@@ -111,3 +112,42 @@ async def test_results_are_rendered_as_text() -> None:
         return {"a": 1}
 
     assert await data.call({}) == ('{"a": 1}', False)
+
+
+async def test_arguments_are_validated_by_the_rules_of_the_schema_model() -> None:
+    # A function tool validates a call straight to keyword arguments (not through a model
+    # instance): the outcomes must be the argument model's, and left-out arguments the defaults.
+    seen: list[dict[str, object]] = []
+
+    @tool
+    async def pick(count: int, label: str = "all", ratio: float | None = None) -> str:
+        """Pick things."""
+        seen.append({"count": count, "label": label, "ratio": ratio})
+        return "ok"
+
+    assert await pick.call({"count": 2}) == ("ok", False)
+    assert await pick.call({"count": "3", "ratio": 1}) == ("ok", False)  # lax, as the model
+    assert seen == [{"count": 2, "label": "all", "ratio": None}, {"count": 3, "label": "all", "ratio": 1.0}]
+    for bad, where in (({}, "arguments.count"), ({"count": 1, "extra": 1}, "arguments.extra")):
+        content, is_error = await pick.call(bad)
+        assert is_error and where in content, content
+    assert len(seen) == 2
+
+
+async def test_a_tool_built_on_its_own_argument_model_keeps_the_models_validators() -> None:
+    class Arguments(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        word: str
+
+        @field_validator("word")
+        @classmethod
+        def shout(cls, value: str) -> str:
+            return value.upper()
+
+    async def echo(word: str) -> str:
+        return word
+
+    echo_tool = Tool("echo", "Echo.", echo, Arguments)
+    assert await echo_tool.call({"word": "hi"}) == ("HI", False)
+    content, is_error = await echo_tool.call({"word": "hi", "more": 1})
+    assert is_error and "arguments.more" in content
