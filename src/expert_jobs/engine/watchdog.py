@@ -20,18 +20,30 @@ class Watchdog:
         self._deadlines: dict[asyncio.Task[object], float] = {}
         self._fired: set[asyncio.Task[object]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._watching: asyncio.AbstractEventLoop | None = None  # the watcher's loop, while it runs
         self._period = 1.0
+        self._shortest = 4.0  # the shortest timeout the current period serves (four periods)
 
     def arm(self, task: asyncio.Task[object], timeout: float) -> None:
         """Cancel ``task`` if it is still armed ``timeout`` seconds from now."""
         loop = task.get_loop()
         self._deadlines[task] = loop.time() + timeout
+        if loop is not self._watching or timeout < self._shortest:
+            self._watch_for(loop, timeout)
+
+    def _watch_for(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Start a watcher on ``loop`` waking often enough for ``timeout`` (replacing one that
+        wakes too seldom)."""
         watcher = self._watcher
-        if watcher is None or watcher.done() or watcher.get_loop() is not loop or timeout / 4 < self._period:
-            self._period = min(1.0, timeout / 4)
-            if watcher is not None and not watcher.done() and watcher.get_loop() is loop:
-                watcher.cancel()
-            self._watcher = loop.create_task(self._watch(), name="expert-jobs-watchdog")
+        if watcher is not None and not watcher.done() and watcher.get_loop() is loop:
+            if timeout >= self._shortest:
+                self._watching = loop
+                return
+            watcher.cancel()
+        self._period = min(1.0, timeout / 4)
+        self._shortest = self._period * 4
+        self._watching = loop
+        self._watcher = loop.create_task(self._watch(), name="expert-jobs-watchdog")
 
     def disarm(self, task: asyncio.Task[object]) -> None:
         """The call ended (either way) before its deadline, or is being handled."""
@@ -46,12 +58,16 @@ class Watchdog:
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._deadlines:
-            await asyncio.sleep(self._period)
-            now = loop.time()
-            for task, deadline in list(self._deadlines.items()):
-                if deadline <= now:
-                    del self._deadlines[task]
-                    if not task.done():
-                        self._fired.add(task)
-                        task.cancel("expert-jobs: generation timed out")
+        try:
+            while self._deadlines:
+                await asyncio.sleep(self._period)
+                now = loop.time()
+                for task, deadline in list(self._deadlines.items()):
+                    if deadline <= now:
+                        del self._deadlines[task]
+                        if not task.done():
+                            self._fired.add(task)
+                            task.cancel("expert-jobs: generation timed out")
+        finally:
+            if self._watcher is asyncio.current_task():
+                self._watching = None
