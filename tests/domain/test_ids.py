@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from expert_jobs.domain import ids as ids_module
 from expert_jobs.domain.ids import (
     ID_LENGTH,
+    CheckpointIds,
     ResourceId,
     checkpoint_id,
     derived_id,
@@ -135,6 +136,16 @@ def test_resource_id_fields_validate() -> None:
 def test_checkpoint_sequences_outside_the_id_width_are_refused(seq: int) -> None:
     with pytest.raises(ValueError, match=r"outside 0\.\.4294967295"):
         checkpoint_id("a" * 24, seq)
+    with pytest.raises(ValueError, match=r"outside 0\.\.4294967295"):
+        CheckpointIds("a" * 24)(seq)
+
+
+@pytest.mark.parametrize("seq", [0, 1, 9, 10, 255, 256, 257, 4096, 2**32 - 1])
+def test_checkpoint_ids_are_the_prefix_c_and_eight_hex_digits_on_both_sides_of_the_cache(seq: int) -> None:
+    job_id = "abcdefghijklmnopqrstu123"
+    expected = f"abcdefghijklmnoc{seq:08x}"
+    assert checkpoint_id(job_id, seq) == expected
+    assert CheckpointIds(job_id)(seq) == expected
 
 
 def test_id_and_expert_key_schemas_state_their_patterns() -> None:

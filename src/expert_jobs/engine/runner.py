@@ -18,7 +18,7 @@ from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation
 from expert_jobs.domain.errors import ExpertJobsError, ProviderError, StaleJobVersion
 from expert_jobs.domain.events import EventKind, JobEvent
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
-from expert_jobs.domain.ids import checkpoint_id, derived_id
+from expert_jobs.domain.ids import CheckpointIds, derived_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.messages import (
@@ -139,6 +139,7 @@ class JobRunner:
 
     __slots__ = (
         "_bus",
+        "_checkpoint_ids",
         "_clock",
         "_elapsed_ms",
         "_events",
@@ -168,6 +169,7 @@ class JobRunner:
         self._bus = runtime.events
         self._settings = runtime.settings
         self.job = job
+        self._checkpoint_ids = CheckpointIds(job.id)
         self.worker_id = worker_id
         self.cancel_requested = False
         self.lease_lost = False
@@ -735,7 +737,7 @@ class JobRunner:
         seq = job.checkpoint_seq + 1
         messages = run.messages
         checkpoint = Checkpoint(
-            checkpoint_id(job.id, seq),
+            self._checkpoint_ids(seq),
             job.id,
             run.id,
             seq,
