@@ -112,7 +112,8 @@ class _LifecycleTransition(Transition):
         if machine.get_state(self.source).on_exit or dest.on_enter or (dest.final and machine.on_final):
             super()._change_state(event_data)
             return
-        machine.set_state(dest, event_data.model)
+        # What Machine.set_state does for one model, without making a list of it.
+        setattr(event_data.model, machine.model_attribute, dest.value)
         event_data.state = dest
 
 

@@ -697,9 +697,7 @@ class JobRunner:
         if self.cancel_requested and not force:
             raise _Canceled
 
-    def _account(
-        self, run: _Run | None, new_step: bool, absorb_all: bool
-    ) -> tuple[Iterable[_Run], Usage]:
+    def _account(self, run: _Run | None, new_step: bool, absorb_all: bool) -> tuple[Iterable[_Run], Usage]:
         """Bring the job's duration, step counters and usage up to now; returns the runs whose
         unsaved usage this write absorbs, and that usage's sum (the step's usage)."""
         job = self.job
@@ -736,31 +734,36 @@ class JobRunner:
         job = self.job
         seq = job.checkpoint_seq + 1
         messages = run.messages
-        checkpoint = Checkpoint(
-            self._checkpoint_ids(seq),
-            job.id,
-            run.id,
-            seq,
-            job.current_step,
-            kind,
-            job.status,
-            run.state,
-            run.expert.key,
-            job.updated_at,
-            tuple(messages[run.saved_count :]),
-            len(messages),
-            job.usage,
-            run.usage,
-            step_usage,
-            job.total_steps,
-            job.total_duration_ms,
-            run.retry_count,
-            run.parent_id,
-            run.parent_call_id,
-            run.pending,
-            run.partial,
-            run.delegations,
-            run.error,
+        # The fields in Checkpoint's order, as one tuple: what its generated __new__ would build
+        # after binding 24 arguments (a frame the hot path can do without).
+        checkpoint = _new_checkpoint(
+            Checkpoint,
+            (
+                self._checkpoint_ids(seq),
+                job.id,
+                run.id,
+                seq,
+                job.current_step,
+                kind,
+                job.status,
+                run.state,
+                run.expert.key,
+                job.updated_at,
+                tuple(messages[run.saved_count :]),
+                len(messages),
+                job.usage,
+                run.usage,
+                step_usage,
+                job.total_steps,
+                job.total_duration_ms,
+                run.retry_count,
+                run.parent_id,
+                run.parent_call_id,
+                run.pending,
+                run.partial,
+                run.delegations,
+                run.error,
+            ),
         )
         job.checkpoint_seq = seq
         job.last_checkpoint_id = checkpoint.id
@@ -816,6 +819,7 @@ class JobRunner:
 
 
 _URGENCY = (_Canceled, _LeaseLost, _Stop)
+_new_checkpoint = tuple.__new__
 
 
 def _most_urgent(failures: BaseExceptionGroup[BaseException]) -> BaseException:
