@@ -108,11 +108,15 @@ class AssistantMessage:
         _set_assistant_parts(self, parts)
         _set_assistant_provider(self, provider)
         _set_assistant_model(self, model)
-        calls = tuple([p for p in parts if type(p) is ToolCall])
         # A response of tool calls only (the common step) shares its parts tuple: one object less
-        # per step for the garbage collector to walk.
-        shared = len(calls) == len(parts) and type(parts) is tuple
-        _set_assistant_tool_calls(self, parts if shared else calls)
+        # per step for the garbage collector to walk, and no list of calls to build.
+        shared = type(parts) is tuple
+        if shared:
+            for part in parts:
+                if type(part) is not ToolCall:
+                    shared = False
+                    break
+        _set_assistant_tool_calls(self, parts if shared else tuple([p for p in parts if type(p) is ToolCall]))
 
     @property
     def text(self) -> str:
