@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -214,12 +215,11 @@ def _compile_copy_state() -> Any:
 
 
 _copy_job = _compile_copy()
-_copy_state = _compile_copy_state()
 
-
-def copy_state(source: Job, target: Job) -> None:
+copy_state: Callable[[Job, Job], None] = _compile_copy_state()
+copy_state.__doc__ = (
     """Set ``target``'s :data:`STATE_FIELDS` to ``source``'s (a store applying a save in place)."""
-    _copy_state(source, target)
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class _Run:
         "delegations",
         "error",
         "expert",
+        "expert_key",
         "final_text",
         "id",
         "interactive",
@@ -103,6 +104,7 @@ class _Run:
         "retry_count",
         "saved_count",
         "state",
+        "tool_names",
         "tools",
         "unsaved",
         "usage",
@@ -113,6 +115,9 @@ class _Run:
     ):
         self.id = run_id
         self.expert = expert
+        # Read at every step: plain attributes, not the expert model's (pydantic's attribute hook).
+        self.expert_key = expert.key
+        self.tool_names = frozenset(expert.tools)
         self.parent_id = parent_id
         self.parent_call_id = parent_call_id
         self.is_root = parent_id is None
@@ -326,7 +331,7 @@ class JobRunner:
                 return
             if self.cancel_requested:
                 raise _Canceled
-            if len(calls) == 1 and calls[0].name in run.expert.tools:
+            if len(calls) == 1 and calls[0].name in run.tool_names:
                 # The common step, run here rather than in _tool_batch: one ordinary tool call.
                 call = calls[0]
                 tool = self._rt.tool(call.name)
@@ -350,7 +355,7 @@ class JobRunner:
         waiting: list[ToolCall] = []
         delegate_names = run.delegates
         for call in calls:
-            if call.name in run.expert.tools:
+            if call.name in run.tool_names:
                 ordinary.append((call, rt.tool(call.name)))
             elif call.name in delegate_names or call.name in run.interactive:
                 waiting.append(call)
@@ -747,7 +752,7 @@ class JobRunner:
                 kind,
                 job.status,
                 run.state,
-                run.expert.key,
+                run.expert_key,
                 job.updated_at,
                 tuple(messages[run.saved_count :]),
                 len(messages),
