@@ -76,15 +76,16 @@ def _instructions(workload: str, runs: int) -> int:
 
 def measure() -> dict[str, int]:
     """Instructions per W1 step, per W2 job and per W2 1-step job."""
-    # (workload, runs in the smaller process, runs more in the larger, units in those runs)
-    plans = {"w1": (1, 4, 400), "w2": (1, 1, 1000), "w2_1": (1, 1, 1000)}
+    # figure: (workload, runs in the smaller process, runs more in the larger, units in those runs)
+    plans = {
+        "w1_instructions_per_step": ("w1", 1, 4, 400),
+        "w2_instructions_per_job": ("w2", 1, 1, 1000),
+        "w2_1step_instructions_per_job": ("w2_1", 1, 1, 1000),
+    }
     results = {}
-    for workload, (runs, more, units) in plans.items():
+    for figure, (workload, runs, more, units) in plans.items():
         extra = _instructions(workload, runs + more) - _instructions(workload, runs)
-        key = {"w1": "w1_instructions_per_step", "w2": "w2_instructions_per_job"}.get(
-            workload, "w2_1step_instructions_per_job"
-        )
-        results[key] = extra // units
+        results[figure] = extra // units
     return results
 
 

@@ -73,8 +73,7 @@ class Usage:
     def from_wire(cls, data: Mapping[str, Any]) -> Usage:
         """Validate a usage object (camelCase as on the wire, or snake_case; missing counters are
         0). Raises ``pydantic.ValidationError`` for unknown keys and bad counters."""
-        fields = _UsageFields.model_validate(data)
-        return _of_counters(*(getattr(fields, name) for name in _FIELDS))
+        return _from_fields(_UsageFields.model_validate(data))
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase wire object."""
