@@ -151,3 +151,24 @@ async def test_a_tool_built_on_its_own_argument_model_keeps_the_models_validator
     assert await echo_tool.call({"word": "hi"}) == ("HI", False)
     content, is_error = await echo_tool.call({"word": "hi", "more": 1})
     assert is_error and "arguments.more" in content
+
+
+def test_an_experts_toolset_is_built_once_and_rebuilt_when_tools_change() -> None:
+    runtime = make_runtime([Reply("done")])
+    expert = runtime.resolve_expert("main@1.0.0")
+    root = runtime.toolset(expert, root=True)
+    assert root.functions == {"add"}
+    assert root.interactive == {"ask"}
+    assert set(root.delegates.values()) == {"helper", "other"}
+    assert [d.name for d in root.declarations][:2] == ["add", "ask"]
+    assert runtime.toolset(expert, root=True) is root  # every run of the expert shares it
+    child = runtime.toolset(expert, root=False)
+    assert child.interactive == frozenset()  # a child run gets no interactive tools
+    assert "ask" not in [d.name for d in child.declarations]
+
+    def double(x: int) -> int:
+        """Double a number."""
+        return 2 * x
+
+    runtime.add_tool(double)
+    assert runtime.toolset(expert, root=True) is not root

@@ -32,7 +32,8 @@ from expert_jobs.domain.messages import (
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
 from expert_jobs.engine.files import user_message
-from expert_jobs.ports.provider import GenerationRequest, GenerationResponse, Provider, ToolDeclaration
+from expert_jobs.engine.tools import Toolset
+from expert_jobs.ports.provider import GenerationRequest, GenerationResponse, Provider
 
 if TYPE_CHECKING:
     from expert_jobs.engine.runtime import Runtime
@@ -111,13 +112,18 @@ class _Run:
     )
 
     def __init__(
-        self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
+        self,
+        run_id: str,
+        expert: ExpertDefinition,
+        toolset: Toolset,
+        parent_id: str | None,
+        parent_call_id: str | None,
     ):
         self.id = run_id
         self.expert = expert
         # Read at every step: plain attributes, not the expert model's (pydantic's attribute hook).
         self.expert_key = expert.key
-        self.tool_names = frozenset(expert.tools)
+        self.tools, self.tool_names, self.interactive, self.delegates = toolset
         self.parent_id = parent_id
         self.parent_call_id = parent_call_id
         self.is_root = parent_id is None
@@ -132,9 +138,6 @@ class _Run:
         self.state: RunState = "running"
         self.final_text = ""
         self.error: dict[str, Any] | None = None
-        self.tools: tuple[ToolDeclaration, ...] = ()
-        self.interactive: frozenset[str] = frozenset()
-        self.delegates: dict[str, str] = {}
         self.request: GenerationRequest | None = None
 
 
@@ -298,8 +301,8 @@ class JobRunner:
     def _new_run(
         self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
     ) -> _Run:
-        run = _Run(run_id, expert, parent_id, parent_call_id)
-        run.tools, run.interactive, run.delegates = self._rt.toolset(expert, root=run.is_root)
+        toolset = self._rt.toolset(expert, root=parent_id is None)
+        run = _Run(run_id, expert, toolset, parent_id, parent_call_id)
         self._runs[run_id] = run
         if run.is_root:
             self._root = run
@@ -577,7 +580,7 @@ class JobRunner:
 
     def _bare_root(self) -> _Run:
         """A root run handle for a stop checkpoint when the root was never loaded."""
-        run = _Run(root_run_id(self.job.id), _NO_EXPERT, None, None)
+        run = _Run(root_run_id(self.job.id), _NO_EXPERT, _NO_TOOLS, None, None)
         self._runs[run.id] = run
         return run
 
@@ -850,3 +853,4 @@ def _failure_text(key: str, error: dict[str, Any] | None) -> str:
 
 
 _NO_EXPERT = ExpertDefinition(key="expert-jobs-internal", instruction="-")
+_NO_TOOLS = Toolset((), frozenset(), frozenset(), {})

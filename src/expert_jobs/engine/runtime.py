@@ -35,7 +35,7 @@ from expert_jobs.engine.events import EventBus
 from expert_jobs.engine.files import Workspace, user_message
 from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
-from expert_jobs.engine.tools import Tool
+from expert_jobs.engine.tools import Tool, Toolset
 from expert_jobs.engine.watchdog import Watchdog
 from expert_jobs.ports.clock import Clock, SystemClock
 from expert_jobs.ports.provider import Provider, ProviderResolver, ToolDeclaration
@@ -97,7 +97,7 @@ class Runtime:
         self._tools: dict[str, Tool] = {}
         self._toolsets: dict[
             tuple[str, bool],
-            tuple[ExpertDefinition, tuple[tuple[ToolDeclaration, ...], frozenset[str], dict[str, str]]],
+            tuple[ExpertDefinition, Toolset],
         ] = {}
         self._active: dict[str, JobRunner] = {}
         self._wakeups: list[asyncio.Event] = []
@@ -152,11 +152,10 @@ class Runtime:
         self._toolsets.clear()
         return expert
 
-    def toolset(
-        self, expert: ExpertDefinition, *, root: bool
-    ) -> tuple[tuple[ToolDeclaration, ...], frozenset[str], dict[str, str]]:
-        """What a run of ``expert`` offers the model: declarations, interactive tool names (root runs
-        only) and delegate tool names -> expert keys. Cached until an expert or tool is added."""
+    def toolset(self, expert: ExpertDefinition, *, root: bool) -> Toolset:
+        """What a run of ``expert`` offers the model: declarations, function and interactive tool
+        names (interactive: root runs only) and delegate tool names -> expert keys. Cached until an
+        expert or tool is added."""
         cached = self._toolsets.get((expert.key, root))
         if cached is not None and cached[0] is expert:
             return cached[1]
@@ -174,7 +173,7 @@ class Runtime:
             name = delegate_tool_name(key)
             delegates[name] = key
             declarations.append(ToolDeclaration(name, description, _DELEGATE_PARAMS))
-        made = (tuple(declarations), interactive, delegates)
+        made = Toolset(tuple(declarations), frozenset(expert.tools), interactive, delegates)
         self._toolsets[(expert.key, root)] = (expert, made)
         return made
 

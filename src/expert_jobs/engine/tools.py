@@ -8,7 +8,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NotRequired, get_type_hints, overload
+from typing import Any, NamedTuple, NotRequired, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, with_config
 from typing_extensions import TypedDict
@@ -17,7 +17,7 @@ from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.wire import validation_reason
 from expert_jobs.ports.provider import ToolDeclaration
 
-__all__ = ["Tool", "ToolOutcome", "tool"]
+__all__ = ["Tool", "ToolOutcome", "Toolset", "tool"]
 
 ToolOutcome = tuple[str, bool]
 """``(content, is_error)``: what goes back to the model."""
@@ -200,3 +200,15 @@ def tool(
 
     return decorate
 
+
+class Toolset(NamedTuple):
+    """What a run of one expert offers its model, built once per expert (runs share it)."""
+
+    declarations: tuple[ToolDeclaration, ...]
+    """Every tool the model may call: function tools, then interactive tools, then delegates."""
+    functions: frozenset[str]
+    """The names of the expert's function tools (run by the engine)."""
+    interactive: frozenset[str]
+    """The names of the interactive tools (root runs only; answered by a person or client)."""
+    delegates: dict[str, str]
+    """Delegate tool name -> the delegate expert's key."""
