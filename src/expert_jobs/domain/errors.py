@@ -102,11 +102,13 @@ class ProviderError(ExpertJobsError):
     """A model call failed.
 
     ``kind`` is one of ``rate_limit``, ``overloaded``, ``server``, ``timeout``, ``connection``,
-    ``empty_output``, ``authentication``, ``bad_request``, ``not_found``, ``billing``, ``other``.
+    ``empty_output``, ``invalid_response`` (the provider answered something that is not a valid
+    response: a non-JSON body, JSON of the wrong shape, absurd usage figures), ``authentication``,
+    ``bad_request``, ``not_found``, ``billing`` (out of credit, quota or spend limit), ``other``.
     """
 
     RETRYABLE_KINDS: ClassVar[frozenset[str]] = frozenset(
-        {"rate_limit", "overloaded", "server", "timeout", "connection", "empty_output"}
+        {"rate_limit", "overloaded", "server", "timeout", "connection", "empty_output", "invalid_response"}
     )
 
     def __init__(
