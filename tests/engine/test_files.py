@@ -17,6 +17,7 @@ from expert_jobs import (
     UserMessage,
     Workspace,
 )
+from expert_jobs.domain.errors import UsageError
 from expert_jobs.engine.files import FileRefused
 from expert_jobs.engine.settings import DEFAULT_APPLICATION_ID
 
@@ -82,3 +83,60 @@ async def test_a_job_with_a_refused_file_is_never_written(workspace: Workspace) 
         await runtime.submit("reader", "q", ["../secret.txt"])
     _jobs, total = await runtime.store.list(__import__("expert_jobs").JobQuery(DEFAULT_APPLICATION_ID))
     assert total == 0
+
+
+# -- limits and names the file system refuses ---------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["max_files", "max_file_bytes", "max_total_bytes"])
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_workspace_limits_must_be_whole_numbers_of_at_least_one(
+    tmp_path: Path, limit: str, value: object
+) -> None:
+    with pytest.raises(UsageError, match=limit):
+        Workspace(tmp_path, **{limit: value})  # type: ignore[arg-type]
+
+
+def test_names_the_file_system_cannot_hold_are_refused_not_raised(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    app = tmp_path / DEFAULT_APPLICATION_ID
+    os.symlink(app / "loop-b", app / "loop-a")
+    os.symlink(app / "loop-a", app / "loop-b")
+    os.mkfifo(app / "pipe.txt")
+    cases = {
+        "x" * 300: "too long for the file system",
+        "a/" * 2500 + "b": "too long for the file system",
+        "loop-a": "link loop|no such file",
+        "pipe.txt": "no such file",
+        "docs": "no such file",
+        "bad\udc80\ud800.txt": "invalid name",
+    }
+    for name, why in cases.items():
+        with pytest.raises(FileRefused, match=why) as caught:
+            workspace.check(DEFAULT_APPLICATION_ID, ("docs/notes.txt", name), "anthropic")
+        assert (caught.value.name, caught.value.index) == (name, 1)
+
+
+async def test_count_and_size_limits_are_checked_off_the_loop_and_again_when_read(tmp_path: Path) -> None:
+    app = tmp_path / DEFAULT_APPLICATION_ID
+    app.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (app / name).write_bytes(b"x" * 10)
+    workspace = Workspace(tmp_path, max_files=2, max_file_bytes=10, max_total_bytes=15)
+    with pytest.raises(FileRefused, match=r"at most 2 files may be given, got 3") as caught:
+        await workspace.check_async(DEFAULT_APPLICATION_ID, ("a.txt", "b.txt", "c.txt"), "openai")
+    assert caught.value.index == 2
+    with pytest.raises(FileRefused, match=r"hold 20 bytes; .* at most 15 bytes together") as caught:
+        await workspace.check_async(DEFAULT_APPLICATION_ID, ("a.txt", "b.txt"), "openai")
+    assert (caught.value.name, caught.value.index) == ("b.txt", 1)
+    await workspace.check_async(DEFAULT_APPLICATION_ID, ("a.txt",), "openai")
+    # A file that grew after the job was started fails the job when it is read, naming the file.
+    runtime = Runtime(providers=ScriptedProvider([Reply("x")]), workspace=workspace)
+    runtime.add_expert("reader", "You read files.")
+    job = await runtime.submit("reader", "q", ["a.txt"])
+    (app / "a.txt").write_bytes(b"x" * 11)
+    done = await runtime.drive(job.id)
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None
+    assert "file 'a.txt': the file holds 11 bytes; a file may hold at most 10 bytes" in done.error["message"]

@@ -371,6 +371,23 @@ class StoreContract:
         page[0].status = S.FAILED
         assert (await store.list(JobQuery(application_id="app1")))[0][0].status is S.PROCESSING
 
+    async def test_paging_beyond_what_a_database_holds_and_nul_filters_are_safe(
+        self, store: JobStore
+    ) -> None:
+        """Any take/skip/after_seq (huge or negative) and a filter holding NUL: a page, never an error."""
+        jobs = await self._list_fixture(store)
+        job, checkpoints = await self._two_runs(store)
+        everything = len(jobs) + 1
+        for skip in (2**63 - 1, 2**63, 10**30):
+            assert await store.list(JobQuery(application_id="app1", skip=skip)) == ([], everything)
+            assert await store.list_checkpoints(job.id, skip=skip) == ([], 6)
+        page, total = await store.list(JobQuery(application_id="app1", take=2**64, skip=-5))
+        assert (len(page), total) == (everything, everything)
+        assert await store.list_checkpoints(job.id, take=2**64, skip=-1) == (checkpoints, 6)
+        assert await store.list_checkpoints(job.id, after_seq=2**70) == ([], 0)
+        assert await store.list_checkpoints(job.id, after_seq=-(2**70)) == (checkpoints, 6)
+        assert await store.list(JobQuery(application_id="app1", filter="writer\x00")) == ([], 0)
+
     # -- checkpoints ------------------------------------------------------------------------------
 
     async def test_a_checkpoint_round_trips_every_field(self, store: JobStore) -> None:
@@ -636,6 +653,22 @@ class StoreContract:
         assert await store.waiting_since_before(waiting, T0) == []
         await store.release(leased.id, "w1")
         assert self._ids(await store.waiting_since_before([S.QUEUED], T0 + 5)) == [leased.id, queued.id]
+
+    async def test_waiting_since_before_finds_running_jobs_nobody_holds(self, store: JobStore) -> None:
+        # The sweeper's second line: a processing job without a lease is a runner's leftover.
+        running = (S.PROCESSING, S.REQUEST_DELEGATE_RESULT, S.CANCELING)
+        left = await _created(store, waiting_since=T0)
+        await store.claim("w1", now=T0, lease_seconds=LEASE, job_id=left.id)
+        left = await _saved(store, left, status=S.PROCESSING)
+        held = await _created(store, waiting_since=T0)
+        await store.claim("w2", now=T0, lease_seconds=LEASE, job_id=held.id)
+        await _saved(store, held, status=S.PROCESSING)
+        assert await store.waiting_since_before(running, T0 + 5) == []  # both leased
+        await store.release(left.id, "w1")
+        found = await store.waiting_since_before(running, T0 + 5)
+        assert self._ids(found) == [left.id]
+        assert (found[0].status, found[0].lease_owner) == (S.PROCESSING, None)
+        assert await store.waiting_since_before(running, T0) == []  # queued at the cutoff: not before
 
     # -- everything together ------------------------------------------------------------------------
 

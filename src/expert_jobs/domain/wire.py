@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,6 +33,8 @@ from expert_jobs.domain.usage import Usage
 __all__ = [
     "MAX_FILE_NAME_LENGTH",
     "MAX_QUERY_LENGTH",
+    "MAX_RETRIES_LIMIT",
+    "MAX_STEPS_LIMIT",
     "ContinueJobRequest",
     "ErrorBody",
     "ExpertJob",
@@ -43,13 +46,22 @@ __all__ = [
     "ListJobsResponse",
     "ModelId",
     "ResumeFromRequest",
+    "Skip",
     "StartJobRequest",
+    "Take",
     "UpdateStatusRequest",
     "validation_reason",
 ]
 
 MAX_QUERY_LENGTH = 20_480
+"""The longest ``query`` (characters) a request may carry."""
 MAX_FILE_NAME_LENGTH = 20_480
+"""The longest file name (characters) a request may carry; the workspace also refuses, with a 422,
+names its file system cannot hold (on Linux a component over 255 bytes, a path over 4,096)."""
+MAX_STEPS_LIMIT = 1_000_000
+"""The largest ``maxSteps`` a request may ask for (every store holds it: PostgreSQL's are int4)."""
+MAX_RETRIES_LIMIT = 100
+"""The largest ``maxRetries`` a request may ask for."""
 
 
 def _check_model_id(value: str, info: ValidationInfo) -> str:
@@ -79,7 +91,15 @@ def _number(value: Any, *, integer: bool) -> Any:
         # Plain decimal notation only: Python's own parsers also take "1_000", "inf" and "nan".
         if _DECIMAL.fullmatch(text) is None:
             raise ValueError(f"must be a number, got {value!r}")
-        value = int(text) if integer and text.lstrip("+-").isdigit() else float(text)
+        if integer and text.lstrip("+-").isdigit():
+            try:
+                value = int(text)
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+                raise ValueError(
+                    f"must be a number of at most {sys.get_int_max_str_digits()} digits"
+                ) from None
+        else:
+            value = float(text)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
@@ -104,20 +124,57 @@ Temperature = Annotated[
     Field(ge=0, le=1),
     WithJsonSchema({"type": "string", "description": "A number from 0 to 1 (a number or a numeric string)"}),
 ]
+"""``temperature``: 0 to 1."""
 MaxSteps = Annotated[
     int,
     BeforeValidator(_as_int),
-    Field(ge=1),
-    WithJsonSchema({"type": "string", "description": "A whole number >= 1 (a number or a numeric string)"}),
+    Field(ge=1, le=MAX_STEPS_LIMIT),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": f"A whole number from 1 to {MAX_STEPS_LIMIT} (a number or a numeric string)",
+        }
+    ),
 ]
+"""``maxSteps``: 1 to :data:`MAX_STEPS_LIMIT`."""
 MaxRetries = Annotated[
     int,
     BeforeValidator(_as_int),
-    Field(ge=0),
-    WithJsonSchema({"type": "string", "description": "A whole number >= 0 (a number or a numeric string)"}),
+    Field(ge=0, le=MAX_RETRIES_LIMIT),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": f"A whole number from 0 to {MAX_RETRIES_LIMIT} (a number or a numeric string)",
+        }
+    ),
 ]
-FileName = Annotated[str, Field(max_length=MAX_FILE_NAME_LENGTH)]
-Query = Annotated[str, Field(max_length=MAX_QUERY_LENGTH)]
+"""``maxRetries``: 0 to :data:`MAX_RETRIES_LIMIT`."""
+
+
+def _unicode(value: str) -> str:
+    """Text must be valid Unicode: JSON's ``"\\ud800"`` (a lone surrogate) cannot be stored or sent."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"must be valid Unicode text (a lone surrogate at position {exc.start})"
+            ) from None
+    return value
+
+
+def _name(value: str) -> str:
+    """Names, ids and filters: valid Unicode without NUL (PostgreSQL text cannot hold NUL, and no
+    file name can)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return _unicode(value)
+
+
+_TEXT = AfterValidator(_unicode)
+_NAME = AfterValidator(_name)
+FileName = Annotated[str, Field(max_length=MAX_FILE_NAME_LENGTH), _NAME]
+Query = Annotated[str, Field(max_length=MAX_QUERY_LENGTH), _TEXT]
 
 
 def _files(value: Any) -> Any:
@@ -127,8 +184,22 @@ def _files(value: Any) -> Any:
 Files = Annotated[
     list[FileName],
     BeforeValidator(_files),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "A file name or a list of names in the application's workspace (the"
+            " service folds a name given twice into one)",
+        }
+    ),
 ]
+"""``files``: one name or a list of names (valid Unicode, no NUL, at most
+:data:`MAX_FILE_NAME_LENGTH` characters each)."""
+
+Take = Annotated[int, BeforeValidator(_as_int), Field(ge=1, le=100)]
+"""A page size: 1 to 100."""
+Skip = Annotated[int, BeforeValidator(_as_int), Field(ge=0)]
+"""How many items a page skips: any whole number >= 0; past the last item (however far) the page
+is empty (the stores clamp what they cannot hold)."""
 
 _REQUEST = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 _RESPONSE = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
@@ -161,7 +232,7 @@ class ContinueJobRequest(BaseModel):
     query: Query | None = None
     files: Files | None = None
     interactive_tool_call_result: bool | None = Field(None, alias="interactiveToolCallResult")
-    tool_call_id: str | None = Field(None, alias="toolCallId", max_length=256)
+    tool_call_id: Annotated[str, _NAME] | None = Field(None, alias="toolCallId", max_length=256)
     temperature: Temperature | None = None
     max_steps: MaxSteps | None = Field(None, alias="maxSteps")
     max_retries: MaxRetries | None = Field(None, alias="maxRetries")
@@ -188,11 +259,11 @@ class ListJobsQuery(BaseModel):
     model_config = _REQUEST
 
     application_id: ResourceId = Field(alias="applicationId")
-    filter: str | None = Field(None, min_length=1, max_length=256)
+    filter: Annotated[str, _NAME] | None = Field(None, min_length=1, max_length=256)
     sort: Literal["createdAt", "updatedAt"] | None = None
     order: Literal["asc", "desc"] | None = None
-    take: Annotated[int, BeforeValidator(_as_int), Field(ge=1, le=100)] = 100
-    skip: Annotated[int, BeforeValidator(_as_int), Field(ge=0)] = 0
+    take: Take = 100
+    skip: Skip = 0
 
 
 class ExpertJob(BaseModel):

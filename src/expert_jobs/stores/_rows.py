@@ -30,9 +30,12 @@ __all__ = [
     "IDENTITY_COLUMNS",
     "INSERT_COLUMNS",
     "JOB_COLUMNS",
+    "SQL_INT_MAX",
     "UPDATE_COLUMNS",
     "checkpoint_from_json",
     "checkpoint_json",
+    "clamp_page",
+    "clamp_seq",
     "dumps",
     "identity_values",
     "insert_values",
@@ -41,6 +44,21 @@ __all__ = [
     "update_values",
     "usage_json",
 ]
+
+SQL_INT_MAX = (1 << 63) - 1
+"""The largest integer SQLite and PostgreSQL (``bigint``) take as a parameter."""
+
+
+def clamp_page(take: int, skip: int) -> tuple[int, int]:
+    """``LIMIT`` and ``OFFSET`` values every database takes: a page size or a skip beyond what
+    they hold is the same page (empty, or every row), a negative one is 0."""
+    return min(max(take, 0), SQL_INT_MAX), min(max(skip, 0), SQL_INT_MAX)
+
+
+def clamp_seq(after_seq: int) -> int:
+    """An ``after_seq`` bound every database takes (seqs start at 1: anything below 0 is -1)."""
+    return min(max(after_seq, -1), SQL_INT_MAX)
+
 
 JOB_COLUMNS: tuple[str, ...] = (
     "id",
@@ -322,4 +340,3 @@ def _number(value: float) -> str:
 def checkpoint_from_json(value: Any) -> Checkpoint:
     """A checkpoint from :func:`checkpoint_json`'s text (or its already decoded data)."""
     return Checkpoint.from_data(_load(value))
-

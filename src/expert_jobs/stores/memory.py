@@ -127,7 +127,8 @@ class MemoryStore:
             matching.sort(key=lambda j: (j.updated_at, j.id), reverse=query.order == "desc")
         else:
             matching.sort(key=lambda j: (j.created_at, j.id), reverse=query.order == "desc")
-        page = matching[query.skip : query.skip + query.take]
+        skip, take = max(query.skip, 0), max(query.take, 0)
+        page = matching[skip : skip + take]
         return [job.copy() for job in page], len(matching)
 
     async def get_checkpoint(self, job_id: str, checkpoint_id: str) -> Checkpoint | None:
@@ -142,6 +143,7 @@ class MemoryStore:
         checkpoints = self._checkpoints.get(job_id, [])
         if after_seq is not None:
             checkpoints = [c for c in checkpoints if c.seq > after_seq]
+        skip, take = max(skip, 0), max(take, 0)
         return checkpoints[skip : skip + take], len(checkpoints)
 
     async def latest_checkpoints(self, job_id: str) -> dict[str, Checkpoint]:

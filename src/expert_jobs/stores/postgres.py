@@ -38,6 +38,8 @@ from expert_jobs.stores._rows import (
     JOB_COLUMNS,
     UPDATE_COLUMNS,
     checkpoint_json,
+    clamp_page,
+    clamp_seq,
     dumps,
     insert_values,
     job_from_row,
@@ -381,6 +383,8 @@ class PostgresStore:
         """One page of the application's jobs (filtered, sorted; ties on id) and the total matching."""
         where = ["application_id = %s"]
         params: builtins.list[Any] = [query.application_id]
+        if query.filter and "\x00" in query.filter:
+            return [], 0  # no expert key holds NUL, and PostgreSQL text cannot take it
         if query.filter:
             where.append("strpos(search_key, %s) > 0")
             params.append(query.filter.lower())
@@ -398,7 +402,7 @@ class PostgresStore:
         )
         count_sql = f"SELECT count(*) FROM {self._sql.jobs} WHERE {condition}"
         rows, count = await self._fetch_two(
-            (page_sql, (*params, query.take, query.skip)), (count_sql, params), what="list jobs"
+            (page_sql, (*params, *clamp_page(query.take, query.skip))), (count_sql, params), what="list jobs"
         )
         return [job_from_row(row) for row in rows], int(count[0][0])
 
@@ -506,7 +510,8 @@ class PostgresStore:
         self, job_id: str, *, take: int = 100, skip: int = 0, after_seq: int | None = None
     ) -> tuple[builtins.list[Checkpoint], int]:
         """The job's checkpoints in ``seq`` order (after ``after_seq`` if given) and their total."""
-        after = -1 if after_seq is None else after_seq
+        after = -1 if after_seq is None else clamp_seq(after_seq)
+        take, skip = clamp_page(take, skip)
         cps = self._sql.checkpoints
         rows, count = await self._fetch_two(
             (

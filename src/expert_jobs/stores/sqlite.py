@@ -42,6 +42,8 @@ from expert_jobs.stores._rows import (
     UPDATE_COLUMNS,
     checkpoint_from_json,
     checkpoint_json,
+    clamp_page,
+    clamp_seq,
     insert_values,
     job_from_row,
     update_values,
@@ -526,8 +528,9 @@ class SQLiteStore:
         self, job_id: str, *, take: int = 100, skip: int = 0, after_seq: int | None = None
     ) -> tuple[builtins.list[Checkpoint], int]:
         """The job's checkpoints in ``seq`` order (after ``after_seq`` if given) and their total."""
+        take, skip = clamp_page(take, skip)
         where = "job_id = ?" if after_seq is None else "job_id = ? AND seq > ?"
-        params: tuple[Any, ...] = (job_id,) if after_seq is None else (job_id, after_seq)
+        params: tuple[Any, ...] = (job_id,) if after_seq is None else (job_id, clamp_seq(after_seq))
         page_sql = f"SELECT data FROM checkpoints WHERE {where} ORDER BY seq LIMIT ? OFFSET ?"
         count_sql = f"SELECT count(*) FROM checkpoints WHERE {where}"
 
@@ -568,6 +571,8 @@ class SQLiteStore:
         """One page of the application's jobs (filtered, sorted; ties on id) and the total matching."""
         where = ["application_id = ?"]
         params: builtins.list[Any] = [query.application_id]
+        if query.filter and "\x00" in query.filter:
+            return [], 0  # no expert key holds NUL (and SQLite text functions stop at one)
         if query.filter:
             where.append("instr(search_key, ?) > 0")
             params.append(query.filter.lower())
@@ -584,9 +589,10 @@ class SQLiteStore:
             f" ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?"
         )
         count_sql = f"SELECT count(*) FROM jobs WHERE {condition}"
+        take, skip = clamp_page(query.take, query.skip)
 
         def read(conn: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
-            rows = conn.execute(page_sql, (*params, query.take, query.skip)).fetchall()
+            rows = conn.execute(page_sql, (*params, take, skip)).fetchall()
             total: int = conn.execute(count_sql, params).fetchall()[0][0]
             return rows, total
 
