@@ -552,9 +552,9 @@ async def test_stream_of_a_paused_job_ends_and_heartbeats_while_waiting() -> Non
 # ---------------------------------------------------------------------------------------- construction
 
 
-async def test_from_config_builds_runtime_keyring_and_worker() -> None:
+async def test_build_service_builds_runtime_keyring_and_worker() -> None:
     from expert_jobs import MemoryStore
-    from expert_jobs.config import parse_config
+    from expert_jobs.config import build_service, parse_config
 
     key = "ejk_test_key"
     config = parse_config(
@@ -565,7 +565,7 @@ async def test_from_config_builds_runtime_keyring_and_worker() -> None:
             "experts": {"hello": {"instruction": "Say hello."}},
         }
     )
-    service = ExpertJobsService.from_config(config, store=MemoryStore())
+    service = build_service(config, store=MemoryStore())
     assert service.worker is not None
     async with service:
         principal = service.authenticate(f"Bearer {key}")

@@ -7,6 +7,7 @@ settings, the worker, the HTTP server and the applications allowed to call the A
     config = load_config("expert-jobs.toml")   # ConfigError names the file and each bad key
     runtime = build_runtime(config)            # store, provider, experts, tools, settings
     keyring = build_keyring(config)            # applications, key hashes, provider keys
+    service = build_service(config)            # all of it, with the worker: what the API serves
 
 Every key is described in ``docs/configuration.md``.
 """
@@ -16,6 +17,7 @@ from expert_jobs.config._build import (
     build_keyring,
     build_provider,
     build_runtime,
+    build_service,
     build_settings,
     build_store,
     build_worker,
@@ -68,6 +70,7 @@ __all__ = [
     "build_keyring",
     "build_provider",
     "build_runtime",
+    "build_service",
     "build_settings",
     "build_store",
     "build_worker",

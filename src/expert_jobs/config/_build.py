@@ -28,6 +28,7 @@ from expert_jobs.ports.clock import Clock
 from expert_jobs.ports.provider import Provider, ProviderResolver, ReasoningSettings
 from expert_jobs.ports.store import JobStore
 from expert_jobs.service.applications import Application, KeyRing
+from expert_jobs.service.service import ExpertJobsService
 
 __all__ = [
     "build_experts",
@@ -66,6 +67,10 @@ def build_settings(config: Config) -> RuntimeSettings:
         reasoning=reasoning,
         organization_id=engine.organization_id,
         application_id=engine.application_id,
+        tool_timeout=engine.tool_timeout or None,
+        tool_threads=engine.tool_threads,
+        job_timeout=engine.job_timeout or None,
+        max_tool_result_chars=engine.max_tool_result_chars or None,
     )
 
 
@@ -171,8 +176,7 @@ def _candidates(module: ModuleType, skill: PythonSkill) -> list[str]:
             for name, value in vars(module).items()
             if not name.startswith("_")
             and (
-                isinstance(value, Tool)
-                or (inspect.isfunction(value) and value.__module__ == module.__name__)
+                isinstance(value, Tool) or (inspect.isfunction(value) and value.__module__ == module.__name__)
             )
         ]
     return [name for name in names if name not in skill.omit]
@@ -282,3 +286,16 @@ def build_worker(config: Config, runtime: Runtime) -> Worker:
         poll_interval=worker.poll_interval,
         sweep_interval=worker.sweep_interval,
     )
+
+
+def build_service(
+    config: Config,
+    *,
+    store: JobStore | None = None,
+    providers: Provider | ProviderResolver | None = None,
+    clock: Clock | None = None,
+) -> ExpertJobsService:
+    """The service the configuration describes: its runtime, key ring and worker (``store``,
+    ``providers`` and ``clock`` override the file's)."""
+    runtime = build_runtime(config, store=store, providers=providers, clock=clock)
+    return ExpertJobsService(runtime, build_keyring(config), worker=build_worker(config, runtime))

@@ -9,6 +9,8 @@ status code, error word and reason (the engine's own errors are translated here,
 outcome                                raised
 =====================================  ===============================================================
 schema failure (path, query, body)     ``ValidationFailed`` (422), the reason names each field
+a file refused (too many, too large,   ``ValidationFailed`` (422) ``"body.files[<i>]: <why>"``
+missing, outside the workspace)
 no credentials / wrong principal       ``Unauthorized`` (401) ``"Failed to authenticate"``
 job of another application, unknown    ``NotFound`` (404) ``"Expert job not found: <id>"``
 unknown expert on start                ``NotFound`` (404) ``"Expert not found: <key>"``
@@ -32,9 +34,9 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.errors import (
@@ -58,7 +60,9 @@ from expert_jobs.domain.wire import (
     ContinueJobRequest,
     ListJobsQuery,
     ResumeFromRequest,
+    Skip,
     StartJobRequest,
+    Take,
     UpdateStatusRequest,
     validation_reason,
 )
@@ -68,11 +72,7 @@ from expert_jobs.engine.runtime import Runtime
 from expert_jobs.service.applications import Application, KeyRing, Principal, SystemPrincipal
 
 if TYPE_CHECKING:
-    from expert_jobs.config import Config
     from expert_jobs.engine.worker import Worker
-    from expert_jobs.ports.clock import Clock
-    from expert_jobs.ports.provider import Provider, ProviderResolver
-    from expert_jobs.ports.store import JobStore
 
 __all__ = [
     "PROVIDER_KEY_NOT_FOUND",
@@ -94,28 +94,14 @@ _STATUS_RETRIES = 50
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _as_int(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be a whole number, not a boolean")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("+-").isdigit() or not text.isascii():
-            raise ValueError(f"must be a whole number, got {value!r}")
-        return int(text)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError("must be a whole number")
-        return int(value)
-    return value
-
-
 class CheckpointPageQuery(BaseModel):
-    """Query of ``GET {id}/checkpoints``: ``take`` (1..100, default 100) and ``skip`` (>= 0, default 0)."""
+    """Query of ``GET {id}/checkpoints``: ``take`` (1..100, default 100) and ``skip`` (>= 0, default
+    0; a skip past the last checkpoint, however large, is an empty page)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
-    take: Annotated[int, BeforeValidator(_as_int), Field(ge=1, le=100)] = 100
-    skip: Annotated[int, BeforeValidator(_as_int), Field(ge=0)] = 0
+    take: Take = 100
+    skip: Skip = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +152,11 @@ def _validate(model: type[_M], data: _M | Mapping[str, Any] | None, location: st
         raise ValidationFailed(validation_reason(exc, location)) from exc
 
 
+def _fold(files: list[str] | None) -> tuple[str, ...]:
+    """The request's file names, a name given twice kept once (first occurrences, in order)."""
+    return tuple(dict.fromkeys(files)) if files else ()
+
+
 def _check_id(value: str, field: str) -> str:
     if not is_id(value):
         raise ValidationFailed(f"path.{field}: must be 24 characters of [a-z0-9], got {value!r}")
@@ -186,7 +177,10 @@ def _engine_errors(files: tuple[str, ...] = ()) -> Iterator[None]:
     except ProviderKeyMissing as exc:
         raise BadRequest(PROVIDER_KEY_NOT_FOUND) from exc
     except FileRefused as exc:
-        where = f"body.files[{files.index(exc.name)}]" if exc.name in files else "body.files"
+        index = exc.index
+        if index is None and exc.name in files:
+            index = files.index(exc.name)
+        where = "body.files" if index is None else f"body.files[{index}]"
         raise ValidationFailed(f"{where}: {exc.why}") from exc
     except UnknownModel as exc:
         raise ValidationFailed(f"body.model: {exc}") from exc
@@ -215,22 +209,6 @@ class ExpertJobsService:
         self._started = False
 
     # ------------------------------------------------------------------ construction and life
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        *,
-        store: JobStore | None = None,
-        providers: Provider | ProviderResolver | None = None,
-        clock: Clock | None = None,
-    ) -> ExpertJobsService:
-        """The runtime, key ring and worker the configuration describes (``store``, ``providers``
-        and ``clock`` override the file's)."""
-        from expert_jobs.config import build_keyring, build_runtime, build_worker
-
-        runtime = build_runtime(config, store=store, providers=providers, clock=clock)
-        return cls(runtime, build_keyring(config), worker=build_worker(config, runtime))
 
     async def start(self) -> None:
         """Start the worker's claim loop and sweeper (no-op without a worker or when started)."""
@@ -312,9 +290,18 @@ class ExpertJobsService:
         with _engine_errors():
             check(model, application_id)
 
-    def _check_files(self, files: tuple[str, ...]) -> None:
-        if files and self.runtime.workspace is None:
+    async def _check_files(self, application_id: str, files: tuple[str, ...], model: str) -> None:
+        """422 now, naming the file, for what the workspace would refuse: too many files, a name
+        that escapes, is missing or too long, a file or a batch over its size limit. The whole
+        batch is checked in one worker thread, off the event loop."""
+        if not files:
+            return
+        workspace = self.runtime.workspace
+        if workspace is None:
             raise ValidationFailed("body.files: this server has no workspace, so files cannot be given")
+        with _engine_errors(files):
+            provider = self.runtime.models.get_info(model).provider
+            await workspace.check_async(application_id, files, provider)
 
     # ------------------------------------------------------------------ the spec's operations
 
@@ -324,13 +311,14 @@ class ExpertJobsService:
         for the model's provider, 422 for a bad body or a file outside the workspace."""
         application = self._application(principal)
         parsed = _validate(StartJobRequest, request, "body", self._model_context())
-        files = tuple(parsed.files or ())
+        files = _fold(parsed.files)
         with _engine_errors():
             self.runtime.resolve_expert(parsed.expert_key)
         if not parsed.query and not files:
             raise BadRequest(QUERY_OR_FILES_REQUIRED)
-        self._check_files(files)
-        self._check_provider_key(parsed.model or self.runtime.settings.default_model, application.id)
+        model = parsed.model or self.runtime.settings.default_model
+        await self._check_files(application.id, files, model)
+        self._check_provider_key(model, application.id)
         with _engine_errors(files):
             return await self.runtime.submit(
                 parsed.expert_key,
@@ -402,12 +390,12 @@ class ExpertJobsService:
         failed job with a new ``query`` and/or ``files``. The job goes back to ``queued``."""
         job = await self._owned_job(principal, job_id)
         parsed = _validate(ContinueJobRequest, request, "body", self._model_context())
-        files = tuple(parsed.files or ())
+        files = _fold(parsed.files)
         interactive = bool(parsed.interactive_tool_call_result)
         if not interactive and can_trigger(job.status, "follow_up"):
             if not parsed.query and not files:
                 raise BadRequest(QUERY_OR_FILES_REQUIRED)
-            self._check_files(files)
+            await self._check_files(job.application_id, files, parsed.model or job.model)
         self._check_provider_key(parsed.model or job.model, job.application_id)
         with _engine_errors(files):
             return await self.runtime.continue_job(
@@ -430,10 +418,10 @@ class ExpertJobsService:
         is written: a branch that could not be continued is not created)."""
         source = await self._owned_job(principal, job_id)
         parsed = _validate(ResumeFromRequest, request, "body", self._model_context())
-        files = tuple(parsed.files or ())
+        files = _fold(parsed.files)
         interactive = bool(parsed.interactive_tool_call_result)
         if not interactive:
-            self._check_files(files)
+            await self._check_files(source.application_id, files, parsed.model or source.model)
         self._check_provider_key(parsed.model or source.model, source.application_id)
         with _engine_errors(files):
             return await self.runtime.branch_from(
