@@ -28,6 +28,7 @@ def test_an_expert_in_the_perstack_shape(load: Load) -> None:
         instruction = "Write well."
         delegates = ["helper"]
         tags = ["prod", "writing"]
+        toolTimeout = 12.5
         minRuntimeVersion = "v1.0"
 
         [experts."helper"]
@@ -43,6 +44,8 @@ def test_an_expert_in_the_perstack_shape(load: Load) -> None:
     by_key = {e.key: e for e in experts}
     assert set(by_key) == {"writer@2.1.0", "helper@1.0.0"}
     assert by_key["writer@2.1.0"].tags == ("prod", "writing")
+    assert by_key["writer@2.1.0"].tool_timeout == 12.5
+    assert by_key["helper@1.0.0"].tool_timeout is None  # the runtime's toolTimeout applies
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def test_the_default_settings_are_the_runtimes_defaults() -> None:
         "default_model", "default_max_steps", "default_max_retries", "default_temperature",
         "generation_timeout", "backoff_base", "backoff_max", "retry_after_max", "lease_seconds",
         "queued_expiry_seconds", "paused_expiry_seconds", "max_output_tokens", "organization_id",
-        "application_id",
+        "application_id", "tool_timeout", "tool_threads", "job_timeout", "max_tool_result_chars",
     ):  # fmt: skip
         assert getattr(settings, name) == getattr(defaults, name), name
 
@@ -112,6 +112,19 @@ def test_top_level_job_defaults_and_engine_reach_the_settings(load: Load) -> Non
     )
 
 
+def test_the_engine_limits_reach_the_settings(load: Load) -> None:
+    settings = build_settings(
+        load("[engine]\ntoolTimeout = 45\ntoolThreads = 4\njobTimeout = 900\nmaxToolResultChars = 2000\n")
+    )
+    assert (settings.tool_timeout, settings.tool_threads) == (45.0, 4)
+    assert (settings.job_timeout, settings.max_tool_result_chars) == (900.0, 2000)
+    unlimited = build_settings(load("[engine]\ntoolTimeout = false\nmaxToolResultChars = false\n"))
+    assert unlimited.tool_timeout is unlimited.job_timeout is unlimited.max_tool_result_chars is None
+    defaults = build_settings(load(""))
+    assert (defaults.tool_timeout, defaults.tool_threads) == (300.0, 32)
+    assert (defaults.job_timeout, defaults.max_tool_result_chars) == (None, 100_000)
+
+
 def test_a_reasoning_budget_in_tokens(load: Load) -> None:
     settings = build_settings(load("reasoningBudget = 2048"))
     assert settings.reasoning is not None and settings.reasoning.budget_tokens == 2048
@@ -151,6 +164,13 @@ def test_worker_and_server(load: Load) -> None:
         ("[engine]\nqueuedExpirySeconds = -5", "engine.queuedExpirySeconds", "false for never"),
         ('[engine]\napplicationId = "Short"', "engine.applicationId", ""),
         ("[engine]\nbackoff = 1", "engine", "unknown key 'backoff'"),
+        ("[engine]\ntoolTimeout = 0", "engine.toolTimeout", "or false for no limit"),
+        ("[engine]\ntoolTimeout = true", "engine.toolTimeout", "or false for no limit"),
+        ("[engine]\njobTimeout = inf", "engine.jobTimeout", "finite number of seconds"),
+        ("[engine]\ntoolThreads = 0", "engine.toolThreads", "greater than or equal to 1"),
+        ("[engine]\nmaxToolResultChars = 0", "engine.maxToolResultChars", "or false for no limit"),
+        ("[engine]\nmaxToolResultChars = 2.5", "engine.maxToolResultChars", "valid integer"),
+        ('[experts."a"]\ninstruction = "x"\ntoolTimeout = -1', 'experts."a".toolTimeout', "greater than 0"),
         ("[worker]\nconcurrency = 0", "worker.concurrency", "greater than or equal to 1"),
         ("[worker]\npollInterval = 0", "worker.pollInterval", "greater than 0"),
         ("[server]\nport = 70000", "server.port", "less than or equal to 65535"),

@@ -212,6 +212,16 @@ async def test_graceful_stop_hands_running_jobs_back_to_the_queue() -> None:
     await worker.stop(grace=0.05)
     stored = await runtime.get(job.id)
     assert stored.status is S.QUEUED and stored.lease_owner is None
+    # Handed back during its first step, the job resumes with its query (not an empty history).
+    seen: list[int] = []
+
+    def answer(request: GenerationRequest) -> GenerationResponse:
+        seen.append(len(request.messages))
+        return GenerationResponse((TextPart("done"),), "stop", Usage.of(1, 1))
+
+    runtime.providers = FunctionProvider(answer)
+    assert (await runtime.drive(job.id)).status is S.COMPLETED
+    assert seen == [1]
 
 
 async def test_a_restarted_worker_takes_back_what_it_held() -> None:

@@ -189,6 +189,7 @@ def expert_definition(name: str, expert: ExpertConfig, *, tools: tuple[str, ...]
             for tool_name, tool in skill.tools.items()
         ),
         delegates=expert.delegates,
+        tool_timeout=expert.tool_timeout,
     )
 
 

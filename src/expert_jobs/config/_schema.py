@@ -8,6 +8,7 @@ the provider, the worker, the server and the applications allowed to call the AP
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -141,6 +142,9 @@ class ExpertConfig(ConfigModel):
     instruction: str = Field(min_length=1, max_length=20_480)
     delegates: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    tool_timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Seconds one call of the expert's Python tools may take."
+    )
     min_runtime_version: str | None = Field(None, description="Accepted for perstack.toml; not checked.")
     skills: dict[str, Skill] = Field(default_factory=dict)
 
@@ -217,9 +221,11 @@ class ProviderConfig(ConfigModel):
 
 
 class EngineConfig(ConfigModel):
-    """``[engine]``: the engine's timing knobs and the identity of jobs started without the API.
+    """``[engine]``: the engine's timing knobs and limits, and the identity of jobs started without
+    the API.
 
-    An expiry of ``false`` means never.
+    An expiry of ``false`` means never; a limit of ``false`` (``toolTimeout``, ``jobTimeout``,
+    ``maxToolResultChars``) means none.
     """
 
     backoff_base: float = Field(1.0, ge=0)
@@ -231,6 +237,25 @@ class EngineConfig(ConfigModel):
     max_output_tokens: int | None = Field(None, gt=0)
     organization_id: ResourceId = DEFAULT_ORGANIZATION_ID
     application_id: ResourceId = DEFAULT_APPLICATION_ID
+    tool_timeout: float | Literal[False] = 300.0
+    tool_threads: int = Field(32, ge=1)
+    job_timeout: float | Literal[False] = False
+    max_tool_result_chars: int | Literal[False] = Field(100_000)
+
+    @field_validator("tool_timeout", "job_timeout", "max_tool_result_chars", mode="before")
+    @classmethod
+    def _limit_or_false(cls, value: Any) -> Any:
+        # Before pydantic's lax parsing, which would read 0 as false and true as 1.
+        if value is True or (not isinstance(value, bool) and isinstance(value, int | float) and value <= 0):
+            raise ValueError("must be a positive number, or false for no limit")
+        return value
+
+    @field_validator("tool_timeout", "job_timeout")
+    @classmethod
+    def _finite(cls, value: float | Literal[False]) -> float | Literal[False]:
+        if value is not False and not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds, or false for no limit")
+        return value
 
     @field_validator("queued_expiry_seconds", "paused_expiry_seconds")
     @classmethod

@@ -40,7 +40,9 @@ class ExpertDefinition(BaseModel):
     """An expert: a key, an instruction, tools, interactive tools and delegates.
 
     ``tools`` names Python tools registered with the runtime; ``delegates`` are expert keys of
-    other experts, exposed to the model as tools taking ``{query}``.
+    other experts, exposed to the model as tools taking ``{query}``. ``tool_timeout`` is the most
+    seconds one call of the expert's tools may take when the tool does not set its own timeout
+    (``None``: the runtime's ``tool_timeout``; ``math.inf``: no limit).
     """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
@@ -52,6 +54,7 @@ class ExpertDefinition(BaseModel):
     tools: tuple[str, ...] = ()
     interactive_tools: tuple[InteractiveToolSpec, ...] = Field((), alias="interactiveTools")
     delegates: tuple[ExpertKeyStr, ...] = ()
+    tool_timeout: float | None = Field(None, gt=0, alias="toolTimeout")
 
     @model_validator(mode="after")
     def _distinct_tool_names(self) -> ExpertDefinition:

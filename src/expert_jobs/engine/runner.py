@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
-from expert_jobs.domain.errors import ExpertJobsError, ProviderError, StaleJobVersion
+from expert_jobs.domain.errors import ProviderError, StaleJobVersion, UsageError
 from expert_jobs.domain.events import EventKind, JobEvent
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
 from expert_jobs.domain.ids import CheckpointIds, derived_id
@@ -32,20 +34,81 @@ from expert_jobs.domain.messages import (
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
 from expert_jobs.engine.files import user_message
-from expert_jobs.engine.tools import Toolset
+from expert_jobs.engine.tools import Toolset, clip_result
 from expert_jobs.ports.provider import GenerationRequest, GenerationResponse, Provider
 
 if TYPE_CHECKING:
-    from expert_jobs.engine.runtime import Runtime
-    from expert_jobs.engine.tools import Tool
+    from concurrent.futures import Executor
 
-__all__ = ["JobRunner", "root_run_id"]
+    from expert_jobs.engine.events import EventBus
+    from expert_jobs.engine.files import Workspace
+    from expert_jobs.engine.settings import RuntimeSettings
+    from expert_jobs.engine.watchdog import Watchdog
+    from expert_jobs.ports.clock import Clock
+    from expert_jobs.ports.store import JobStore
+
+__all__ = ["JobRunner", "RunnerHost", "root_run_id"]
 
 _log = logging.getLogger("expert_jobs.engine")
 
 S = JobStatus
 _PROCESSING = S.PROCESSING
 _DELEGATING = S.REQUEST_DELEGATE_RESULT
+# Statuses in which a runner that failed unexpectedly still has a job to stop.
+_STOPPABLE = frozenset({S.QUEUED, _PROCESSING, _DELEGATING, S.CANCELING})
+_INF = math.inf
+
+
+class RunnerHost(Protocol):
+    """What a :class:`JobRunner` uses of its runtime (``Runtime`` is one; the runner does not
+    import it, so the two modules do not import each other)."""
+
+    @property
+    def store(self) -> JobStore:
+        """Where the job and its checkpoints are written."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """Timestamps, durations and backoff sleeps."""
+        ...
+
+    @property
+    def events(self) -> EventBus:
+        """Where the job's events are published."""
+        ...
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        """Timeouts, limits and backoff."""
+        ...
+
+    @property
+    def watchdog(self) -> Watchdog:
+        """The deadlines of generations and tool calls."""
+        ...
+
+    @property
+    def tool_threads(self) -> Executor:
+        """The threads sync tools run in."""
+        ...
+
+    @property
+    def workspace(self) -> Workspace | None:
+        """Where a job's files are read from."""
+        ...
+
+    def provider_for(self, job: Job) -> Provider:
+        """The provider serving the job's model."""
+        ...
+
+    def resolve_expert(self, key: str) -> ExpertDefinition:
+        """The expert ``key`` names."""
+        ...
+
+    def toolset(self, expert: ExpertDefinition, *, root: bool) -> Toolset:
+        """What a run of ``expert`` offers its model."""
+        ...
 
 
 def root_run_id(job_id: str) -> str:
@@ -62,12 +125,28 @@ class _LeaseLost(Exception):
 
 
 class _Stop(Exception):
-    """A job-wide stop (maxSteps reached) raised from any run."""
+    """A job-wide stop (maxSteps reached, the job's time is up) raised from any run."""
 
-    def __init__(self, trigger: str, reason: str) -> None:
+    def __init__(self, trigger: str, reason: str, error: dict[str, Any] | None = None) -> None:
         self.trigger = trigger
         self.reason = reason
+        self.error = error
         super().__init__(reason)
+
+
+class _TimeUp(Exception):
+    """The job timer cancelled the job's task: stop it as over its time (``job_timeout``)."""
+
+
+class _TornWrite(NamedTuple):
+    """A write whose save raised something else than a lost race: it may or may not have landed."""
+
+    run: _Run | None
+    checkpoint: Checkpoint | None
+    kind: CheckpointKind
+    new_step: bool
+    step_usage: Usage
+    absorbed: tuple[_Run, ...]
 
 
 class _RunFailed(Exception):
@@ -123,7 +202,8 @@ class _Run:
         self.expert = expert
         # Read at every step: plain attributes, not the expert model's (pydantic's attribute hook).
         self.expert_key = expert.key
-        self.tools, self.tool_names, self.interactive, self.delegates = toolset
+        # tool_names: the function tools by name -> (tool, its timeout or None); ``in`` tells them.
+        self.tools, _, self.interactive, self.delegates, self.tool_names = toolset
         self.parent_id = parent_id
         self.parent_call_id = parent_call_id
         self.is_root = parent_id is None
@@ -152,8 +232,10 @@ class JobRunner:
         "_elapsed_ms",
         "_events",
         "_in_write",
+        "_limit_ms",
         "_lock",
         "_mark",
+        "_max_result",
         "_parallel",
         "_provider",
         "_released",
@@ -162,15 +244,21 @@ class JobRunner:
         "_runs",
         "_settings",
         "_store",
+        "_threads",
         "_timeout",
+        "_timer",
+        "_tool_timeout",
+        "_torn",
+        "_watchdog",
         "cancel_requested",
         "job",
         "lease_lost",
         "task",
+        "timed_out",
         "worker_id",
     )
 
-    def __init__(self, runtime: Runtime, job: Job, worker_id: str) -> None:
+    def __init__(self, runtime: RunnerHost, job: Job, worker_id: str) -> None:
         self._rt = runtime
         self._store = runtime.store
         self._clock = runtime.clock
@@ -192,7 +280,18 @@ class JobRunner:
         self._mark = self._clock.monotonic()
         self._elapsed_ms = float(job.total_duration_ms)
         self._provider: Provider | None = None
-        self._timeout = self._settings.generation_timeout
+        settings = self._settings
+        self._timeout = settings.generation_timeout
+        self._tool_timeout = settings.tool_timeout
+        self._watchdog = runtime.watchdog
+        self._threads = runtime.tool_threads
+        limit = settings.max_tool_result_chars
+        self._max_result = sys.maxsize if limit is None else limit
+        # The job's running time limit in ms (checked at every step, and by a timer while a step runs).
+        self._limit_ms = _INF if settings.job_timeout is None else settings.job_timeout * 1000.0
+        self._torn: _TornWrite | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
 
     # ------------------------------------------------------------------ control
 
@@ -215,23 +314,45 @@ class JobRunner:
     # ------------------------------------------------------------------ top level
 
     async def run(self) -> Job:
-        """Drive the job; returns the job as last saved."""
+        """Drive the job; returns the job as last saved.
+
+        Whatever goes wrong, the job does not stay ``processing`` with nobody at it: an
+        unexpected exception (a tool or provider bug, a store hiccup) fails the job with the error
+        kind ``internal`` and a final checkpoint; if even that write fails, the lease is dropped
+        (or lapses) and the sweeper hands the job back to the queue.
+        """
         self.task = asyncio.current_task()
+        if self._limit_ms < _INF:
+            self._timer = self._start_timer()
         try:
+            failure: Exception | None = None
             try:
-                if self.cancel_requested:
-                    raise _Canceled
-                await self._start()
-                root = await self._load_root()
-                await self._drive(root)
-                await self._finish_root(root, "complete", "completed")
-            except _Paused:
-                pass
-            except _Stop as stop:
-                await self._stop_job(stop.trigger, stop.reason)
-            except _RunFailed as failed:
-                await self._stop_job("fail", failed.reason, failed.error.to_data())
+                # The body inline (not a coroutine of its own: a frame less per job in flight).
+                try:
+                    if self.cancel_requested:
+                        raise _Canceled
+                    await self._start()
+                    root = await self._load_root()
+                    await self._drive(root)
+                    await self._finish_root(root, "complete", "completed")
+                except _Paused:
+                    pass
+                except _Stop as stop:
+                    await self._stop_job(stop.trigger, stop.reason, stop.error)
+                except _RunFailed as failed:
+                    await self._stop_job("fail", failed.reason, failed.error.to_data())
+            except (_Canceled, _LeaseLost):
+                raise
+            except asyncio.CancelledError:
+                if not self._time_is_up():
+                    raise
+                failure = _TimeUp()
+            except Exception as exc:
+                failure = exc
+            if failure is not None:
+                await self._fail(failure)
         except (_Canceled, asyncio.CancelledError) as exc:
+            self._stop_timer()
             if isinstance(exc, asyncio.CancelledError) and self.lease_lost:
                 self._uncancel()
                 _log.warning(
@@ -245,12 +366,18 @@ class JobRunner:
             await self._finish_cancel()
         except _LeaseLost:
             _log.info("job %s: moved by someone else; worker %s lets it go", self.job.id, self.worker_id)
-        except ExpertJobsError as exc:
-            # A configuration problem discovered while running (unknown expert, file refused...).
-            await self._stop_job("fail", str(exc), exc.to_data())
         finally:
+            self._stop_timer()
             if not self._released:
-                await self._store.release(self.job.id, self.worker_id)
+                try:
+                    await self._store.release(self.job.id, self.worker_id)
+                except Exception:
+                    _log.exception(
+                        "job %s: worker %s could not release its lease (it lapses in %g s)",
+                        self.job.id,
+                        self.worker_id,
+                        self._settings.lease_seconds,
+                    )
             if self.job.lease_owner == self.worker_id:
                 self.job.lease_owner = self.job.lease_expires_at = None
         return self.job
@@ -260,6 +387,156 @@ class JobRunner:
         if task is not None:
             while task.cancelling():
                 task.uncancel()
+
+    # ------------------------------------------------------------------ failures and time limits
+
+    async def _fail(self, failure: Exception) -> None:
+        """End the job ``failed`` after an unexpected exception, a configuration problem found
+        while running, or the job timer: on the state the store holds (see :meth:`_resync`), with
+        a final checkpoint. If that fails too, log it: the job is left to the sweeper.
+
+        An unexpected exception's error is ``{"kind": "internal", "message": "<type>: <text>",
+        "retryable": false, "exception": "<type>", "jobId", "step"}`` (``step``: the step that was
+        running); a configuration problem's is its own :meth:`~ExpertJobsError.to_data`."""
+        self._stop_timer()
+        job_id = self.job.id
+        internal = not isinstance(failure, _TimeUp | UsageError | ProviderError)
+        if internal:
+            _log.error(
+                "job %s: unexpected %s; the job fails", job_id, type(failure).__name__, exc_info=failure
+            )
+        stored: Job | None = None
+        try:
+            if not await self._resync():
+                return
+            job = self.job
+            stored = job.copy()
+            if self.cancel_requested or job.status is S.CANCELING:
+                self.cancel_requested = True
+                raise _Canceled
+            if isinstance(failure, _TimeUp):
+                stop = self._over_time()
+                reason, error = stop.reason, stop.error
+                _log.warning("job %s: %s", job_id, reason)
+            elif isinstance(failure, UsageError | ProviderError):
+                # A configuration problem discovered while running (unknown expert, file refused...).
+                reason, error = str(failure), failure.to_data()
+            else:
+                reason = f"{type(failure).__name__}: {failure}"
+                error = {
+                    "kind": "internal",
+                    "message": reason,
+                    "retryable": False,
+                    "exception": type(failure).__qualname__,
+                    "jobId": job_id,
+                    "step": job.total_steps + 1,
+                }
+            await self._stop_job("fail", reason, error)
+        except (_Canceled, _LeaseLost):
+            raise
+        except Exception:
+            if stored is not None:
+                self.job = stored  # what the store still holds
+            _log.exception(
+                "job %s: could not write its failure; it stays %s until the sweeper hands it back "
+                "to the queue",
+                job_id,
+                self.job.status.value,
+            )
+
+    async def _resync(self) -> bool:
+        """Bring the runner's state in line with the store before a stop after a failure: the job
+        as stored, each run's saved messages, usage and open calls (the step in flight dropped),
+        and a write that raised settled (landed or not). ``False`` when there is nothing to stop:
+        the job rests already, or is someone else's."""
+        job_id = self.job.id
+        fresh = await self._store.get(job_id)
+        if fresh is None:
+            return False
+        torn, self._torn = self._torn, None
+        if (
+            torn is not None
+            and torn.checkpoint is not None
+            and fresh.last_checkpoint_id == torn.checkpoint.id
+        ):
+            # The write landed although its save raised (a connection lost after the commit).
+            for each in torn.absorbed:
+                each.unsaved = ZERO_USAGE
+            if torn.run is not None:
+                torn.run.saved_count = torn.checkpoint.message_count
+            if self._bus.active:
+                self._publish_written(torn.run, torn.checkpoint, torn.kind, torn.new_step, torn.step_usage)
+        self._events.clear()
+        self.job = fresh
+        owner = fresh.lease_owner
+        if fresh.status not in _STOPPABLE or (
+            owner != self.worker_id and (owner is not None or fresh.status is S.QUEUED)
+        ):
+            return False
+        latest = await self._store.latest_checkpoints(job_id) if fresh.checkpoint_seq else {}
+        for run in self._runs.values():
+            checkpoint = latest.get(run.id)
+            if checkpoint is None:
+                run.saved_count = 0
+                keep = _leading_input(run.messages)
+                run.usage = ZERO_USAGE
+                run.pending = run.partial = ()
+                run.delegations = ()
+                run.state = "running"
+                run.error = None
+            else:
+                keep = run.saved_count = checkpoint.message_count
+                run.usage = checkpoint.run_usage
+                run.pending = checkpoint.pending_calls
+                run.partial = checkpoint.partial_results
+                run.delegations = checkpoint.delegations
+                run.state = checkpoint.run_state
+                run.error = checkpoint.error
+            del run.messages[keep:]
+        return True
+
+    def _start_timer(self) -> asyncio.TimerHandle:
+        """One timer for the job's remaining running time (not one per step)."""
+        remaining = max(0.0, (self._limit_ms - self._elapsed_ms) / 1000.0)
+        return asyncio.get_running_loop().call_later(remaining, self._timer_fired)
+
+    def _stop_timer(self) -> None:
+        """The job's stops and hand-backs run to their end: no timer cancels them."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+
+    def _timer_fired(self) -> None:
+        task = self.task
+        if task is None or task.done():
+            return
+        if self._in_write:
+            # A checkpoint is being written: let it land; the next step's check stops the job.
+            self._limit_ms = -math.inf
+            return
+        self.timed_out = True
+        task.cancel("expert-jobs: job timed out")
+
+    def _time_is_up(self) -> bool:
+        """Whether a cancellation of the job's task is the job timer's (and then absorb it)."""
+        if not self.timed_out or self.lease_lost or self.cancel_requested:
+            return False
+        self._uncancel()
+        return True
+
+    def _over_time(self) -> _Stop:
+        """The stop of a job whose running time passed ``job_timeout``."""
+        job = self.job
+        limit = self._settings.job_timeout
+        assert limit is not None
+        ran = (self._elapsed_ms + (self._clock.monotonic() - self._mark) * 1000.0) / 1000.0
+        reason = f"the job ran for {ran:.1f} s, over its limit of {limit:g} s (job_timeout)"
+        return _Stop(
+            "fail",
+            reason,
+            {"kind": "job_timeout", "retryable": False, "jobId": job.id, "limitSeconds": limit},
+        )
 
     async def _start(self) -> None:
         job = self.job
@@ -321,6 +598,8 @@ class JobRunner:
         while True:
             if job.total_steps >= job.max_steps:
                 raise _Stop("exceed_max_steps", f"step {job.total_steps} reached maxSteps={job.max_steps}")
+            if self._elapsed_ms >= self._limit_ms:
+                raise self._over_time()
             response = await self._generate(run, task)
             assistant = AssistantMessage(response.parts, response.provider, response.model)
             run.messages.append(assistant)
@@ -337,10 +616,18 @@ class JobRunner:
             if len(calls) == 1 and calls[0].name in run.tool_names:
                 # The common step, run here rather than in _tool_batch: one ordinary tool call.
                 call = calls[0]
-                tool = self._rt.tool(call.name)
+                tool, limit = run.tool_names[call.name]
                 if self._bus.active:
-                    self._emit_calls(run, ((call, tool),))
-                content, is_error = await tool.call(call.arguments)
+                    self._emit_calls(run, calls)
+                content, is_error = await tool.call(
+                    call.arguments,
+                    self._tool_timeout if limit is None else limit,
+                    self._watchdog,
+                    self._threads,
+                    task,
+                )
+                if len(content) > self._max_result:
+                    content = clip_result(content, self._max_result)
                 result = ToolResult(call.id, call.name, content, is_error)
                 if self._bus.active:
                     self._emit_results(run, (result,))
@@ -352,28 +639,31 @@ class JobRunner:
     async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
         """Run a response's tool calls: ordinary tools concurrently, then delegates and
         interactive calls pause the run (see DESIGN.md)."""
-        rt = self._rt
         results: dict[str, ToolResult] = {}
-        ordinary: list[tuple[ToolCall, Tool]] = []
+        ordinary: list[ToolCall] = []
         waiting: list[ToolCall] = []
         delegate_names = run.delegates
         for call in calls:
             if call.name in run.tool_names:
-                ordinary.append((call, rt.tool(call.name)))
+                ordinary.append(call)
             elif call.name in delegate_names or call.name in run.interactive:
                 waiting.append(call)
             else:
                 results[call.id] = ToolResult(call.id, call.name, f"Unknown tool {call.name!r}", True)
         if ordinary:
             self._emit_calls(run, ordinary)
-            if len(ordinary) == 1:
-                call, tool = ordinary[0]
-                content, is_error = await tool.call(call.arguments)
+            bound = run.tool_names
+            default, watchdog, threads = self._tool_timeout, self._watchdog, self._threads
+            runs = []
+            for call in ordinary:
+                tool, limit = bound[call.name]
+                runs.append(tool.call(call.arguments, default if limit is None else limit, watchdog, threads))
+            outcomes = [await runs[0]] if len(runs) == 1 else await asyncio.gather(*runs)
+            most = self._max_result
+            for call, (content, is_error) in zip(ordinary, outcomes, strict=True):
+                if len(content) > most:
+                    content = clip_result(content, most)
                 results[call.id] = ToolResult(call.id, call.name, content, is_error)
-            else:
-                outcomes = await asyncio.gather(*(tool.call(call.arguments) for call, tool in ordinary))
-                for (call, _), (content, is_error) in zip(ordinary, outcomes, strict=True):
-                    results[call.id] = ToolResult(call.id, call.name, content, is_error)
         if self._bus.active:
             self._emit_results(run, tuple(results.values()))
         if not waiting:
@@ -466,17 +756,23 @@ class JobRunner:
         else:
             child.messages.append(UserMessage.text(delegation.query))
         if child.state == "completed":
-            return ToolResult(delegation.call_id, name, child.final_text)
+            return self._answer(delegation.call_id, name, child.final_text)
         if child.state == "failed":
-            return ToolResult(delegation.call_id, name, _failure_text(expert.key, child.error), True)
+            return self._answer(delegation.call_id, name, _failure_text(expert.key, child.error), True)
         try:
             await self._drive(child)
         except _RunFailed as failed:
             child.state = "failed"
             child.error = failed.error.to_data() | {"message": failed.reason}
             await self._write(child, None, "stop")
-            return ToolResult(delegation.call_id, name, _failure_text(expert.key, child.error), True)
-        return ToolResult(delegation.call_id, name, child.final_text)
+            return self._answer(delegation.call_id, name, _failure_text(expert.key, child.error), True)
+        return self._answer(delegation.call_id, name, child.final_text)
+
+    def _answer(self, call_id: str, name: str, content: str, is_error: bool = False) -> ToolResult:
+        """A delegate's tool result, cut to ``max_tool_result_chars``."""
+        if len(content) > self._max_result:
+            content = clip_result(content, self._max_result)
+        return ToolResult(call_id, name, content, is_error)
 
     # ------------------------------------------------------------------ generation with retries
 
@@ -522,6 +818,17 @@ class JobRunner:
                 error = ProviderError(f"generation timed out after {timeout:g} s", kind="timeout")
             except ProviderError as exc:
                 error = exc
+            except Exception as exc:
+                # An adapter (or a FunctionProvider) that fails some other way: its answer was not
+                # a usable response (or a timeout, a lost connection). Retried, never a crashed job.
+                error = _unexpected_provider_error(exc)
+                _log.warning(
+                    "job %s: the provider raised %s instead of a ProviderError; counted as %s",
+                    job.id,
+                    type(exc).__name__,
+                    error.kind,
+                    exc_info=exc,
+                )
             else:
                 run.retry_count = 0
                 run.unsaved = response.usage if run.unsaved is ZERO_USAGE else run.unsaved + response.usage
@@ -563,7 +870,7 @@ class JobRunner:
             self._transition("resume", None)
         if job.status is S.QUEUED:
             self._transition("start", None)
-        root = self._root or self._bare_root()
+        root = self._root or await self._stored_root()
         if root.pending:
             answered = {r.call_id for r in root.partial}
             root.partial = root.partial + tuple(
@@ -578,16 +885,24 @@ class JobRunner:
         job.error = root.error
         await self._write(root, trigger, "stop", absorb_all=True, release=True)
 
-    def _bare_root(self) -> _Run:
-        """A root run handle for a stop checkpoint when the root was never loaded."""
-        run = _Run(root_run_id(self.job.id), _NO_EXPERT, _NO_TOOLS, None, None)
+    async def _stored_root(self) -> _Run:
+        """The root run for a stop checkpoint when it was never loaded: as last saved, if ever."""
+        job = self.job
+        run = _Run(root_run_id(job.id), _NO_EXPERT, _NO_TOOLS, None, None)
+        run.expert_key = job.expert_key
         self._runs[run.id] = run
+        self._root = run
+        if job.checkpoint_seq:
+            checkpoint = (await self._store.latest_checkpoints(job.id)).get(run.id)
+            if checkpoint is not None:
+                await self._restore(run, checkpoint)
         return run
 
-    def _discard_unsaved(self) -> _Run:
-        """The root with the messages of the abandoned step dropped (its calls have no results)."""
-        root = self._root or self._bare_root()
-        del root.messages[root.saved_count :]
+    async def _discard_unsaved(self) -> _Run:
+        """The root with the messages of the abandoned step dropped (its calls have no results);
+        before its first checkpoint, the query stays (a requeued job resumes with it)."""
+        root = self._root or await self._stored_root()
+        del root.messages[root.saved_count or _leading_input(root.messages) :]
         return root
 
     async def _finish_cancel(self) -> None:
@@ -605,7 +920,7 @@ class JobRunner:
             return
         if fresh.status is not S.CANCELING:
             self._transition("cancel", None)
-        root = self._discard_unsaved()
+        root = await self._discard_unsaved()
         root.state = "canceled"
         await self._write(root, "finish_cancel", "stop", absorb_all=True, force=True, release=True)
 
@@ -618,7 +933,7 @@ class JobRunner:
         trigger = {_PROCESSING: "requeue", _DELEGATING: "resume"}.get(fresh.status)
         if trigger is None:
             return
-        root = self._discard_unsaved()
+        root = await self._discard_unsaved()
         with contextlib.suppress(_LeaseLost, _Canceled):
             await self._write(root, trigger, "stop", absorb_all=True, force=True, release=True)
 
@@ -691,6 +1006,9 @@ class JobRunner:
             except StaleJobVersion:
                 self._events.clear()
                 await self._lost_race(force)
+            except Exception:
+                self._torn = _TornWrite(run, checkpoint, kind, new_step, step_usage, tuple(absorbed))
+                raise
             finally:
                 self._in_write = False
             for each in absorbed:
@@ -820,9 +1138,9 @@ class JobRunner:
                 run, "toolResult", {"id": result.call_id, "name": result.name, "isError": result.is_error}
             )
 
-    def _emit_calls(self, run: _Run, calls: Sequence[tuple[ToolCall, Tool]]) -> None:
+    def _emit_calls(self, run: _Run, calls: Sequence[ToolCall]) -> None:
         if self._bus.active:
-            for call, _ in calls:
+            for call in calls:
                 self._emit(run, "toolCall", {"id": call.id, "name": call.name})
 
 
@@ -845,6 +1163,29 @@ def _most_urgent(failures: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(error, kind):
                 return error
     return flat[0]
+
+
+def _unexpected_provider_error(exc: Exception) -> ProviderError:
+    """What a provider's unexpected exception counts as: ``timeout`` (a ``TimeoutError``),
+    ``connection`` (a ``ConnectionError``), else ``invalid_response``; all three are retried."""
+    if isinstance(exc, TimeoutError):
+        kind = "timeout"
+    elif isinstance(exc, ConnectionError):
+        kind = "connection"
+    else:
+        kind = "invalid_response"
+    return ProviderError(f"the provider raised {type(exc).__name__}: {exc}", kind=kind)
+
+
+def _leading_input(messages: list[Message]) -> int:
+    """How many messages come before the first answer: a run's input (its query), kept when a step
+    of a run that never wrote a checkpoint is dropped."""
+    count = 0
+    for message in messages:
+        if type(message) is AssistantMessage:
+            break
+        count += 1
+    return count
 
 
 def _failure_text(key: str, error: dict[str, Any] | None) -> str:

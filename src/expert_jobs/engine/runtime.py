@@ -35,7 +35,8 @@ from expert_jobs.engine.events import EventBus
 from expert_jobs.engine.files import Workspace, user_message
 from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
-from expert_jobs.engine.tools import Tool, Toolset
+from expert_jobs.engine.threads import ToolThreads
+from expert_jobs.engine.tools import Tool, Toolset, clip_result
 from expert_jobs.engine.watchdog import Watchdog
 from expert_jobs.ports.clock import Clock, SystemClock
 from expert_jobs.ports.provider import Provider, ProviderResolver, ToolDeclaration
@@ -67,6 +68,9 @@ class Runtime:
     ``providers`` is one :class:`Provider` serving every model (a scripted one, say) or a
     :class:`ProviderResolver` (``expert_jobs.providers.registry.ProviderRegistry``) choosing per
     model and application. ``store`` defaults to a fresh ``MemoryStore``.
+
+    The runtime owns the threads sync tools run in (:attr:`tool_threads`, at most
+    ``settings.tool_threads`` of them, read once here); :meth:`close` shuts them down.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class Runtime:
         self.providers = providers
         self.watchdog = Watchdog()
         self.settings = settings or RuntimeSettings()
+        self.tool_threads = ToolThreads(self.settings.tool_threads)
         self.clock: Clock = clock or SystemClock()
         self.events = EventBus()
         self.models = models or ModelCatalogue()
@@ -126,8 +131,13 @@ class Runtime:
         delegates: Sequence[str] = (),
         description: str = "",
         tags: Sequence[str] = (),
+        tool_timeout: float | None = None,
     ) -> ExpertDefinition:
-        """Register an expert. Tools given as functions or :class:`Tool` are registered too."""
+        """Register an expert. Tools given as functions or :class:`Tool` are registered too.
+
+        ``tool_timeout`` (seconds) bounds each call of the expert's tools that do not set their own
+        timeout (``None``: the runtime's ``settings.tool_timeout``).
+        """
         if isinstance(key, ExpertDefinition):
             expert = key
         else:
@@ -147,6 +157,7 @@ class Runtime:
                     for t in interactive_tools
                 ),
                 delegates=tuple(delegates),
+                tool_timeout=tool_timeout,
             )
         self.experts.add(expert)
         self._toolsets.clear()
@@ -154,12 +165,16 @@ class Runtime:
 
     def toolset(self, expert: ExpertDefinition, *, root: bool) -> Toolset:
         """What a run of ``expert`` offers the model: declarations, function and interactive tool
-        names (interactive: root runs only) and delegate tool names -> expert keys. Cached until an
-        expert or tool is added."""
+        names (interactive: root runs only), delegate tool names -> expert keys, and the function
+        tools with their timeouts. Cached until an expert or tool is added."""
         cached = self._toolsets.get((expert.key, root))
         if cached is not None and cached[0] is expert:
             return cached[1]
-        declarations: list[ToolDeclaration] = [self.tool(name).declaration for name in expert.tools]
+        callables: dict[str, tuple[Tool, float | None]] = {}
+        for name in expert.tools:
+            each = self.tool(name)
+            callables[name] = (each, each.timeout if each.timeout is not None else expert.tool_timeout)
+        declarations: list[ToolDeclaration] = [each.declaration for each, _ in callables.values()]
         interactive: frozenset[str] = frozenset()
         if root:
             declarations.extend(
@@ -173,7 +188,7 @@ class Runtime:
             name = delegate_tool_name(key)
             delegates[name] = key
             declarations.append(ToolDeclaration(name, description, _DELEGATE_PARAMS))
-        made = Toolset(tuple(declarations), frozenset(expert.tools), interactive, delegates)
+        made = Toolset(tuple(declarations), frozenset(expert.tools), interactive, delegates, callables)
         self._toolsets[(expert.key, root)] = (expert, made)
         return made
 
@@ -360,7 +375,11 @@ class Runtime:
         if interactive:
             assert root is not None
             call = next(c for c in root.pending_calls if tool_call_id in (None, c.id))
-            answered = (*root.partial_results, ToolResult(call.id, call.name, query or ""))
+            answer = query or ""
+            limit = self.settings.max_tool_result_chars
+            if limit is not None and len(answer) > limit:
+                answer = clip_result(answer, limit)
+            answered = (*root.partial_results, ToolResult(call.id, call.name, answer))
             remaining = tuple(c for c in root.pending_calls if c.id != call.id)
             trigger: str | None = None
             new_messages: tuple[Message, ...] = ()
@@ -678,7 +697,9 @@ class Runtime:
         return self._active.get(job_id)
 
     async def close(self) -> None:
-        """Close the store."""
+        """Shut the tool threads down (without waiting for tools still running: a hung one keeps
+        its daemon thread until it returns) and close the store."""
+        self.tool_threads.shutdown(wait=False, cancel_futures=True)
         await self.store.close()
 
 

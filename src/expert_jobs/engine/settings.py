@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.models import DEFAULT_MODEL
 from expert_jobs.ports.provider import ReasoningSettings
 
@@ -32,6 +34,23 @@ class RuntimeSettings:
       or in a pause before the sweeper expires it (``None``: never).
     - ``max_output_tokens`` / ``reasoning``: passed to every generation (``None``: the adapter's
       default for the model).
+    - ``tool_timeout``: seconds one Python tool call may take (300, like a generation), unless the
+      tool (``tool(timeout=...)``) or its expert (``tool_timeout``) says otherwise; a call that
+      overruns returns the error result ``"Tool <name> timed out after <N> s"`` to the model.
+      ``None``: no limit. Enforced within min(1 s, timeout/4) by the runtime's watchdog.
+    - ``tool_threads``: the most threads sync tools run in at once (32). The runtime owns one
+      bounded pool: a hung sync tool keeps its thread, and when all are busy new sync calls wait
+      for one (their timeout still applies) instead of starting more threads.
+    - ``job_timeout``: the most running time a job may have, in seconds of its ``totalDuration``
+      (queueing and pauses excluded, every worker's share and every follow-up included), or
+      ``None`` (the default): no limit. Past it the job ends ``failed`` with the error kind
+      ``job_timeout``, abandoning its model call or tool in flight; a follow-up of a job already
+      past it fails at once, as one past ``maxSteps`` does. Running time rather than time since
+      the start, because a pause for a person may rightly last days and queueing measures the
+      workers, not the job; and ``totalDuration`` is stored, so a crash does not reset it.
+    - ``max_tool_result_chars``: the longest tool result kept (100,000 characters): a longer one
+      (a Python tool's, a delegate's answer, a person's answer to an interactive tool) is cut to
+      this length and ends with a marker saying how much was cut. ``None``: no limit.
     """
 
     default_model: str = DEFAULT_MODEL
@@ -49,3 +68,32 @@ class RuntimeSettings:
     reasoning: ReasoningSettings | None = None
     organization_id: str = DEFAULT_ORGANIZATION_ID
     application_id: str = DEFAULT_APPLICATION_ID
+    tool_timeout: float | None = 300.0
+    tool_threads: int = 32
+    job_timeout: float | None = None
+    max_tool_result_chars: int | None = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("tool_timeout", "job_timeout"):
+            seconds = getattr(self, name)
+            if seconds is not None and not _positive_number(seconds):
+                raise UsageError(
+                    f"{name} must be a number of seconds > 0, or None (no limit); got {seconds!r}"
+                )
+        if not _positive_integer(self.tool_threads):
+            raise UsageError(f"tool_threads must be an integer >= 1, got {self.tool_threads!r}")
+        chars = self.max_tool_result_chars
+        if chars is not None and not _positive_integer(chars):
+            raise UsageError(
+                f"max_tool_result_chars must be an integer >= 1, or None (no limit); got {chars!r}"
+            )
+
+
+def _positive_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and not math.isnan(value)
+    )
+
+
+def _positive_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,5 +1,6 @@
-"""The sweeper: recovers jobs whose worker died (lapsed leases) and expires jobs that waited too
-long in ``queued`` or in a pause."""
+"""The sweeper: recovers jobs whose worker died (lapsed leases) or whose runner let go of them
+without stopping them (no lease at all), and expires jobs that waited too long in ``queued`` or
+in a pause."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ __all__ = ["SweepReport", "recover_stalled", "sweep"]
 _log = logging.getLogger("expert_jobs.sweeper")
 S = JobStatus
 _RECOVERY = {S.PROCESSING: "requeue", S.REQUEST_DELEGATE_RESULT: "resume", S.CANCELING: "finish_cancel"}
+# Statuses in which some worker must be at the job: with no lease at all, nobody is.
+_UNHELD = [S.PROCESSING, S.REQUEST_DELEGATE_RESULT, S.CANCELING]
 
 
 @dataclass(slots=True)
@@ -52,11 +55,19 @@ async def recover_stalled(runtime: Runtime, job: Job) -> bool:
 
 
 async def sweep(runtime: Runtime) -> SweepReport:
-    """One pass: recover lapsed leases, then expire jobs that waited too long."""
+    """One pass: recover stalled jobs, then expire jobs that waited too long.
+
+    Stalled: a job whose lease lapsed (its worker died), and a ``processing``,
+    ``requestDelegateResult`` or ``canceling`` job with no lease at all (its runner failed and could
+    not record it; no worker ever holds such a job) that entered the queue at least ``lease_seconds``
+    ago. A job a runner of this process drives is left alone.
+    """
     store = runtime.store
     now = runtime.clock.now()
     report = SweepReport()
-    for job in await store.lapsed_leases(now=now):
+    lapsed = await store.lapsed_leases(now=now)
+    unheld = await store.waiting_since_before(_UNHELD, now - runtime.settings.lease_seconds)
+    for job in (*lapsed, *unheld):
         if runtime.runner(job.id) is not None:
             continue
         if await recover_stalled(runtime, job):

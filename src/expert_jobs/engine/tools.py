@@ -4,11 +4,16 @@ every failure turned into an error result for the model (never a crashed job).""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, NotRequired, get_type_hints, overload
+from concurrent.futures import Executor
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, with_config
 from typing_extensions import TypedDict
@@ -17,7 +22,12 @@ from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.wire import validation_reason
 from expert_jobs.ports.provider import ToolDeclaration
 
-__all__ = ["Tool", "ToolOutcome", "Toolset", "tool"]
+if TYPE_CHECKING:
+    from expert_jobs.engine.watchdog import Watchdog
+
+__all__ = ["Tool", "ToolOutcome", "Toolset", "clip_result", "tool"]
+
+_NO_LIMIT = math.inf
 
 ToolOutcome = tuple[str, bool]
 """``(content, is_error)``: what goes back to the model."""
@@ -64,7 +74,11 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 class Tool:
     """A tool the model can call, backed by a Python function (async awaited inline, sync run in a
-    worker thread). Build one with :func:`tool` or :meth:`Tool.from_function`."""
+    worker thread). Build one with :func:`tool` or :meth:`Tool.from_function`.
+
+    ``timeout`` is the most seconds one call may take (``math.inf``: no limit); ``None`` leaves it
+    to the expert's ``tool_timeout``, then to the runtime's ``RuntimeSettings.tool_timeout``.
+    """
 
     __slots__ = (
         "_fn",
@@ -74,6 +88,7 @@ class Tool:
         "description",
         "input_schema",
         "name",
+        "timeout",
     )
 
     def __init__(
@@ -82,9 +97,12 @@ class Tool:
         description: str,
         fn: Callable[..., Any],
         args_model: type[BaseModel],
+        *,
+        timeout: float | None = None,
     ) -> None:
         self.name = name
         self.description = description
+        self.timeout = check_timeout(timeout, f"tool {name!r}: timeout")
         self._fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
         self._validate = _model_arguments(args_model)
@@ -98,7 +116,12 @@ class Tool:
 
     @classmethod
     def from_function(
-        cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
     ) -> Tool:
         """Derive name, description and input schema from ``fn``'s signature and docstring."""
         if not callable(fn):
@@ -127,7 +150,7 @@ class Tool:
             fields[param.name] = (annotation, Field(default, description=param_docs.get(param.name)))
             arguments[param.name] = annotation if default is ... else NotRequired[annotation]
         model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
-        made = cls(tool_name, description if description is not None else summary, fn, model)
+        made = cls(tool_name, description if description is not None else summary, fn, model, timeout=timeout)
         # The model is the schema; the same rules as a TypedDict validate a call straight to its
         # keyword arguments (no model instance per call: 2.5x faster). An argument left out takes
         # the function's own default, which is the model's.
@@ -135,20 +158,89 @@ class Tool:
         made._validate = TypeAdapter(typed).validator.validate_python
         return made
 
-    async def call(self, arguments: Mapping[str, Any]) -> ToolOutcome:
-        """Validate ``arguments`` and run the function; any failure becomes an error outcome."""
+    async def call(
+        self,
+        arguments: Mapping[str, Any],
+        limit: float | None = None,
+        watchdog: Watchdog | None = None,
+        threads: Executor | None = None,
+        task: asyncio.Task[Any] | None = None,
+    ) -> ToolOutcome:
+        """Validate ``arguments`` and run the function; any failure becomes an error outcome.
+
+        A call that takes more than ``limit`` seconds (when given) is abandoned with the outcome
+        ``"Tool <name> timed out after <N> s"``; the engine passes the runtime's ``watchdog`` to
+        enforce it (else ``asyncio.timeout`` does) and, when it knows it, the current ``task``. A
+        sync function runs in ``threads`` (the runtime's bounded pool), else in the event loop's
+        default executor. The engine resolves the timeout (the tool's, the expert's, the
+        runtime's); a direct call applies only what it is given.
+        """
         try:
             parsed = self._validate(arguments)
         except ValidationError as exc:
             return f"Invalid arguments for tool {self.name}: {validation_reason(exc, 'arguments')}", True
+        if watchdog is None or limit is None or limit >= _NO_LIMIT:
+            if limit is not None and limit < _NO_LIMIT:
+                return await self._timed(parsed, limit, threads)
+            try:
+                if self._is_async:
+                    result = await self._fn(**parsed)
+                else:
+                    result = await self._in_thread(parsed, threads)
+            except Exception as exc:
+                return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
+            return _render(result), False
+        # The engine's way, inline (no extra coroutine per call): the watchdog's deadline.
+        if task is None:
+            task = asyncio.current_task()
+            assert task is not None
+        watchdog.arm(task, limit)
         try:
             if self._is_async:
                 result = await self._fn(**parsed)
             else:
-                result = await asyncio.to_thread(self._fn, **parsed)
+                result = await self._in_thread(parsed, threads)
+        except asyncio.CancelledError:
+            watchdog.disarm(task)
+            if not watchdog.fired(task):
+                raise
+            task.uncancel()
+            return self._timed_out(limit)
+        except Exception as exc:
+            watchdog.disarm(task)
+            return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
+        if not watchdog.disarm(task) and watchdog.fired(task):
+            # The deadline passed but the tool swallowed its cancellation and answered: keep the
+            # answer, and take the cancellation back so it does not hit what runs next.
+            task.uncancel()
+        return _render(result), False
+
+    async def _timed(self, parsed: dict[str, Any], limit: float, threads: Executor | None) -> ToolOutcome:
+        """A direct call under a deadline, without the engine's watchdog: ``asyncio.timeout``."""
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                if self._is_async:
+                    result = await self._fn(**parsed)
+                else:
+                    result = await self._in_thread(parsed, threads)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
+            return self._timed_out(limit)
         except Exception as exc:
             return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
         return _render(result), False
+
+    def _in_thread(self, parsed: dict[str, Any], threads: Executor | None) -> asyncio.Future[Any]:
+        """Run the sync function in ``threads`` (with the caller's context variables, as
+        ``asyncio.to_thread`` does)."""
+        call = functools.partial(contextvars.copy_context().run, self._fn, **parsed)
+        return asyncio.get_running_loop().run_in_executor(threads, call)
+
+    def _timed_out(self, limit: float) -> ToolOutcome:
+        kind = "" if self._is_async else " (its thread is left to finish on its own)"
+        return f"Tool {self.name} timed out after {limit:g} s{kind}", True
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -163,6 +255,31 @@ def _model_arguments(args_model: type[BaseModel]) -> Callable[[Any], dict[str, A
         return dict(validate(arguments).__dict__)
 
     return validated
+
+
+def check_timeout(timeout: float | None, what: str) -> float | None:
+    """``timeout`` if it is ``None`` or a number of seconds > 0 (``math.inf``: no limit), else
+    :class:`UsageError` naming ``what``."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or timeout <= 0
+    ):
+        raise UsageError(f"{what} must be a number of seconds > 0 (math.inf: no limit), got {timeout!r}")
+    return float(timeout)
+
+
+def clip_result(content: str, limit: int) -> str:
+    """``content`` cut to ``limit`` characters, with a marker saying how much was cut (the
+    caller checks ``len(content) > limit`` first: the common result passes untouched)."""
+    cut = len(content) - limit
+    return (
+        f"{content[:limit]}\n[expert-jobs: tool result truncated: {cut:,} of {len(content):,} characters "
+        f"cut; the limit is {limit:,} (max_tool_result_chars)]"
+    )
 
 
 def _render(result: Any) -> str:
@@ -184,19 +301,25 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a :class:`Tool` of a function; use bare (``@tool``) or with options (``@tool(name=...)``)."""
+    """Make a :class:`Tool` of a function; use bare (``@tool``) or with options
+    (``@tool(name=..., timeout=...)``; ``timeout`` in seconds, see :class:`Tool`)."""
     if fn is not None:
-        return Tool.from_function(fn, name=name, description=description)
+        return Tool.from_function(fn, name=name, description=description, timeout=timeout)
 
     def decorate(inner: Callable[..., Any]) -> Tool:
-        return Tool.from_function(inner, name=name, description=description)
+        return Tool.from_function(inner, name=name, description=description, timeout=timeout)
 
     return decorate
 
@@ -212,3 +335,6 @@ class Toolset(NamedTuple):
     """The names of the interactive tools (root runs only; answered by a person or client)."""
     delegates: dict[str, str]
     """Delegate tool name -> the delegate expert's key."""
+    callables: Mapping[str, tuple[Tool, float | None]] = MappingProxyType({})
+    """The function tools by name, each with its timeout: the tool's own, else the expert's
+    ``tool_timeout`` (``None``: neither says, the runtime's default applies)."""

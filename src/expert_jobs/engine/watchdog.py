@@ -1,20 +1,25 @@
-"""Generation timeouts for many concurrent calls at the cost of a dict entry each.
+"""Timeouts of generations and tool calls, for many concurrent calls at the cost of a dict entry
+each.
 
 ``asyncio.timeout`` schedules and cancels a timer per call (several µs on the hot path); the
 watchdog instead keeps one deadline per in-flight call and one task that wakes every ``period``
 (at most 1 s, at most a quarter of the timeout) to cancel the calls that overran. A timeout is
-therefore enforced within one period of its deadline.
+therefore enforced within one period of its deadline. Deadlines are read on ``time.monotonic``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+
+_now = time.monotonic
 
 __all__ = ["Watchdog"]
 
 
 class Watchdog:
-    """Cancels tasks whose generation overran its deadline; see :meth:`fired` to tell why."""
+    """Cancels tasks whose call (a generation, a tool) overran its deadline; see :meth:`fired` to
+    tell why. A task has one deadline at a time."""
 
     def __init__(self) -> None:
         self._deadlines: dict[asyncio.Task[object], float] = {}
@@ -26,8 +31,8 @@ class Watchdog:
 
     def arm(self, task: asyncio.Task[object], timeout: float) -> None:
         """Cancel ``task`` if it is still armed ``timeout`` seconds from now."""
+        self._deadlines[task] = _now() + timeout
         loop = task.get_loop()
-        self._deadlines[task] = loop.time() + timeout
         if loop is not self._watching or timeout < self._shortest:
             self._watch_for(loop, timeout)
 
@@ -45,9 +50,10 @@ class Watchdog:
         self._watching = loop
         self._watcher = loop.create_task(self._watch(), name="expert-jobs-watchdog")
 
-    def disarm(self, task: asyncio.Task[object]) -> None:
-        """The call ended (either way) before its deadline, or is being handled."""
-        self._deadlines.pop(task, None)
+    def disarm(self, task: asyncio.Task[object]) -> bool:
+        """The call ended (either way) before its deadline, or is being handled; ``False`` when
+        ``task`` had no deadline left (never armed, or the watchdog fired)."""
+        return self._deadlines.pop(task, None) is not None
 
     def fired(self, task: asyncio.Task[object]) -> bool:
         """Whether the watchdog cancelled ``task`` (and forget it)."""
@@ -57,17 +63,16 @@ class Watchdog:
         return False
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._deadlines:
                 await asyncio.sleep(self._period)
-                now = loop.time()
+                now = _now()
                 for task, deadline in list(self._deadlines.items()):
                     if deadline <= now:
                         del self._deadlines[task]
                         if not task.done():
                             self._fired.add(task)
-                            task.cancel("expert-jobs: generation timed out")
+                            task.cancel("expert-jobs: deadline passed")
         finally:
             if self._watcher is asyncio.current_task():
                 self._watching = None
