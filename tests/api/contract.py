@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from expert_jobs import Reply, ToolCalls
+from expert_jobs.api import DEFAULT_MAX_BODY_BYTES, MAX_JSON_DEPTH
 from expert_jobs.domain.wire import ExpertJobResponse, ListJobsResponse
 from tests.service.kit import APP_ID, OTHER_APP_ID, PREFIX, UNAUTHORIZED, UNKNOWN_ID, Env, body, make_env
 
@@ -405,13 +406,13 @@ class ApiContract:
     @pytest.mark.parametrize(
         ("method", "path", "allow"),
         [
-            ("DELETE", PREFIX, "GET, POST"),
-            ("PUT", PREFIX + UNKNOWN_ID, "GET, POST"),
+            ("DELETE", PREFIX, "GET, HEAD, POST"),
+            ("PUT", PREFIX + UNKNOWN_ID, "GET, HEAD, POST"),
             ("GET", PREFIX + UNKNOWN_ID + "/continue", "POST"),
             ("GET", PREFIX + UNKNOWN_ID + "/cancel", "POST"),
-            ("POST", PREFIX + UNKNOWN_ID + "/checkpoints", "GET"),
-            ("PATCH", PREFIX + UNKNOWN_ID + "/checkpoints/stream", "GET"),
-            ("POST", "/openapi.json", "GET"),
+            ("POST", PREFIX + UNKNOWN_ID + "/checkpoints", "GET, HEAD"),
+            ("PATCH", PREFIX + UNKNOWN_ID + "/checkpoints/stream", "GET, HEAD"),
+            ("POST", "/openapi.json", "GET, HEAD"),
         ],
     )
     async def test_wrong_methods_are_405_with_allow(
@@ -428,3 +429,167 @@ class ApiContract:
             status, data, _ = await call("GET", "/openapi.json", {})
             assert status == 200 and data["openapi"].startswith("3.1")
             assert {PREFIX, PREFIX + "{expertJobId}"} <= set(data["paths"])
+
+    # ------------------------------------------------------------------ hostile input (issue 12)
+
+    BODY_ROUTES = (
+        ("POST", PREFIX, "auth"),
+        ("POST", PREFIX + UNKNOWN_ID, "system_auth"),
+        ("POST", PREFIX + UNKNOWN_ID + "/continue", "auth"),
+        ("POST", PREFIX + UNKNOWN_ID + "/resume_from", "auth"),
+    )
+
+    @pytest.mark.parametrize(("method", "path", "who"), BODY_ROUTES)
+    @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 100_000])
+    async def test_deeply_nested_json_is_422_on_every_body_route(
+        self, connect: Connect, method: str, path: str, who: str, depth: int
+    ) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            for opener, closer in (b"[", b"]"), (b'{"a":', b"}"):
+                raw = b'{"query":' + opener * depth + b"1" + closer * depth + b"}"
+                answer = await call(method, path, getattr(env, who), None, raw)
+                assert is_error(answer, 422, "Validation Failed"), answer
+                assert answer[1]["reason"] == f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+    async def test_json_nested_up_to_the_limit_reaches_the_schema(self, connect: Connect) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            nested = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)
+            raw = b'{"expertKey": "main@1.0.0", "query": ' + nested + b"}"
+            answer = await call("POST", PREFIX, env.auth, None, raw)
+            assert is_error(answer, 422, "Validation Failed") and answer[1]["reason"].startswith(
+                "body.query: "
+            )
+            # brackets inside strings are text, not nesting
+            text = {"expertKey": "main@1.0.0", "query": "[" * 5_000 + '\\"{' * 100}
+            status, data, _ = await call("POST", PREFIX, env.auth, None, body(text))
+            assert status == 200 and data["data"]["expertJob"]["query"] == text["query"]
+
+    @pytest.mark.parametrize("number", [b"1e400", b"-1e999", b"9" * 5_000])
+    async def test_numbers_json_cannot_hold_are_422(self, connect: Connect, number: bytes) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            raw = b'{"expertKey": "main@1.0.0", "query": "x", "maxSteps": ' + number + b"}"
+            answer = await call("POST", PREFIX, env.auth, None, raw)
+            assert is_error(answer, 422, "Validation Failed"), answer
+            assert answer[1]["reason"].startswith("body: malformed JSON: "), answer
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "9" * 5_000,  # more digits than int() converts
+            str(2**63),  # beyond a 64-bit seq
+            str(2**64 + 1),
+            "-1",
+            "+3",
+            "1.5",
+            "1e3",
+            "²",  # str.isdigit() says yes, int() says no
+            "٣",  # an Arabic-Indic digit
+            "0x10",
+            "1 2",
+        ],
+    )
+    async def test_an_insane_last_event_id_is_422(self, connect: Connect, value: str) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            job_id = await self._start(call, env)
+            await env.runtime.drive(job_id)
+            stream = PREFIX + job_id + "/checkpoints/stream"
+            answer = await call("GET", stream, {**env.auth, "Last-Event-ID": value})
+            assert is_error(answer, 422, "Validation Failed"), answer
+            assert answer[1]["reason"].startswith("headers.Last-Event-ID: expected a checkpoint seq "), answer
+
+    async def test_the_largest_last_event_id_is_accepted(self, connect: Connect) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            job_id = await self._start(call, env)
+            await env.runtime.drive(job_id)
+            stream = PREFIX + job_id + "/checkpoints/stream"
+            for value in (str(2**63 - 1), " 0 ", "0" * 30 + "1", " "):  # blank: no Last-Event-ID
+                status, text, _ = await call("GET", stream, {**env.auth, "Last-Event-ID": value})
+                assert status == 200, (value, text)
+                if value == str(2**63 - 1):
+                    assert parse_sse(text) == []
+
+    async def test_two_authorization_headers_are_401(self, connect: Connect) -> None:
+        env = make_env()
+        good = f"Bearer {env.key}"
+        async with connect(env) as call:
+            for pair in ((good, good), ("Bearer nope", good), (good, "Bearer nope")):
+                headers = [("Authorization", pair[0]), ("Authorization", pair[1])]
+                headers.append(("Content-Type", "application/json"))
+                for method, path, data in (("GET", PREFIX + UNKNOWN_ID, None), ("POST", PREFIX, START)):
+                    answer = await call(method, path, headers, None, body(data) if data else None)
+                    assert answer[0] == 401 and answer[1] == UNAUTHORIZED, (pair, answer)
+
+    async def test_two_content_types_or_last_event_ids_are_422(self, connect: Connect) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            auth = ("Authorization", f"Bearer {env.key}")
+            json_type = ("Content-Type", "application/json")
+            answer = await call("POST", PREFIX, [auth, json_type, json_type], None, body(START))
+            assert is_error(answer, 422, "Validation Failed", "headers.Content-Type: given more than once")
+            job_id = await self._start(call, env)
+            await env.runtime.drive(job_id)
+            answer = await call(
+                "GET",
+                PREFIX + job_id + "/checkpoints/stream",
+                [auth, ("Last-Event-ID", "1"), ("Last-Event-ID", "1")],
+            )
+            assert is_error(answer, 422, "Validation Failed", "headers.Last-Event-ID: given more than once")
+
+    async def test_a_body_over_the_limit_is_413(self, connect: Connect) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            big = body({**START, "query": "x" * DEFAULT_MAX_BODY_BYTES})
+            for method, path, who in self.BODY_ROUTES:
+                answer = await call(method, path, getattr(env, who), None, big)
+                assert is_error(answer, 413, "Payload Too Large"), answer
+                assert answer[1]["reason"] == f"body: larger than the limit of {DEFAULT_MAX_BODY_BYTES} bytes"
+            # without credentials it is the 401, not the 413
+            answer = await call("POST", PREFIX, {"Content-Type": "application/json"}, None, big)
+            assert answer[0] == 401 and answer[1] == UNAUTHORIZED
+            just = body(START)[:-1] + b" " * (DEFAULT_MAX_BODY_BYTES - len(body(START))) + b"}"
+            assert len(just) == DEFAULT_MAX_BODY_BYTES  # JSON whitespace up to the limit itself
+            assert (await call("POST", PREFIX, env.auth, None, just))[0] == 200
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            PREFIX,
+            PREFIX + UNKNOWN_ID,
+            PREFIX + UNKNOWN_ID + "/checkpoints",
+            PREFIX + UNKNOWN_ID + "/checkpoints/stream",
+            PREFIX + UNKNOWN_ID + "/checkpoints/" + UNKNOWN_ID,
+            "/openapi.json",
+        ],
+    )
+    async def test_head_answers_like_get_without_a_body(self, connect: Connect, path: str) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            query = {"applicationId": APP_ID}
+            got = await call("GET", path, env.auth, query)
+            head = await call("HEAD", path, env.auth, query)
+            assert head[0] == got[0] != 405, (head, got)
+            assert head[1] in (None, "", b""), head
+            assert head[2].get("content-type") == got[2].get("content-type")
+            if "content-length" in got[2]:
+                assert head[2]["content-length"] == got[2]["content-length"]
+            unauthenticated = await call("HEAD", path, {}, query)
+            assert unauthenticated[0] == (200 if path == "/openapi.json" else 401)
+
+    async def test_head_where_get_is_not_allowed_is_405(self, connect: Connect) -> None:
+        env = make_env()
+        async with connect(env) as call:
+            status, data, headers = await call("HEAD", PREFIX + UNKNOWN_ID + "/cancel", env.auth)
+            assert (status, headers["allow"]) == (405, "POST") and data in (None, "", b"")
+
+    async def test_head_on_a_live_stream_does_not_follow_the_job(self, connect: Connect) -> None:
+        env = make_env(PAUSE_SCRIPT)
+        async with connect(env) as call:
+            job_id = await self._start(call, env)  # queued: a GET would wait for the worker
+            head = await call("HEAD", PREFIX + job_id + "/checkpoints/stream", env.auth)
+            assert head[0] == 200 and head[2]["content-type"].startswith("text/event-stream")
+            assert head[1] in (None, "", b"")

@@ -40,3 +40,11 @@ def test_each_document_is_a_fresh_copy_sharing_nothing() -> None:
     # Within one document, operations do not share response objects either.
     cancel = first["paths"]["/api/studio/v1/expert_jobs/{expertJobId}/cancel"]["post"]
     assert cancel["responses"]["200"]["description"] == "Response for status 200"
+
+
+def test_every_operation_with_a_body_declares_the_413() -> None:
+    for path, item in openapi_document()["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                assert operation["responses"]["413"]["content"]["application/json"], (method, path)
+    assert "| 413 | `Payload Too Large` |" in DOC

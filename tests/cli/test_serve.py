@@ -1,15 +1,20 @@
 """``expert-jobs serve``: the app of the configuration under uvicorn, host and port from the file or
-the options (uvicorn.run is replaced: the test checks the wiring, not a listening socket)."""
+the options, and the server's limits (uvicorn.run is replaced: the test checks the wiring, not a
+listening socket; tests/http/test_hostile.py runs the same options on a real socket)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import uvicorn
 
+from expert_jobs.config import parse_config
+from expert_jobs.domain.errors import UsageError
+from expert_jobs.transports.cli._serve import ServerLimits, server_limits, uvicorn_options
 from tests.cli.conftest import Invoke
 
 
@@ -59,7 +64,7 @@ def test_the_app_comes_from_app_from_config(
     seen: list[Any] = []
     sentinel = object()
 
-    def fake_app(config: Any) -> Any:
+    def fake_app(config: Any, **options: Any) -> Any:
         seen.append(config)
         return sentinel
 
@@ -79,3 +84,62 @@ def test_a_bad_config_is_an_error_not_a_traceback(
     assert out.code == 2
     assert "server.port" in out.stderr
     assert served == []
+
+
+def test_serve_runs_with_bounded_limits_by_default(invoke: Invoke, served: list[dict[str, Any]]) -> None:
+    out = invoke("serve", "--store", "memory://")
+    assert out.code == 0, out.stderr
+    options = served[0]
+    assert options["app"].state.api.max_body_bytes == 1_048_576
+    assert {k: options[k] for k in options if k not in ("app", "host", "port")} == {
+        "http": "h11",  # the protocol that bounds the request head
+        "ws": "none",
+        "lifespan": "on",  # a service that cannot start stops the server
+        "h11_max_incomplete_event_size": 16_384,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 1_000,
+        "backlog": 2_048,
+        "timeout_graceful_shutdown": 10,  # open checkpoint streams do not hold a shutdown forever
+        "proxy_headers": True,
+        "server_header": False,
+    }
+
+
+def test_serve_options_change_the_limits(invoke: Invoke, served: list[dict[str, Any]]) -> None:
+    out = invoke(
+        "serve",
+        "--store",
+        "memory://",
+        "--max-body-bytes",
+        "2048",
+        "--limit-concurrency",
+        "50",
+        "--timeout-keep-alive",
+        "30",
+        "--timeout-graceful-shutdown",
+        "60",
+        "--no-proxy-headers",
+        "--forwarded-allow-ips",
+        "10.0.0.0/8",
+    )
+    assert out.code == 0, out.stderr
+    options = served[0]
+    assert options["app"].state.api.max_body_bytes == 2048
+    assert (options["limit_concurrency"], options["timeout_keep_alive"]) == (50, 30)
+    assert (options["timeout_graceful_shutdown"], options["proxy_headers"]) == (60, False)
+    assert options["forwarded_allow_ips"] == "10.0.0.0/8"
+
+
+def test_serve_refuses_a_zero_limit(invoke: Invoke, served: list[dict[str, Any]]) -> None:
+    out = invoke("serve", "--store", "memory://", "--max-body-bytes", "0")
+    assert out.code == 2 and served == []
+
+
+def test_limits_come_from_the_server_table_when_it_has_them() -> None:
+    config = SimpleNamespace(server=SimpleNamespace(max_body_bytes=4096, limit_concurrency=7, backlog=None))
+    limits = server_limits(config, limit_concurrency=9)  # type: ignore[arg-type]
+    assert (limits.max_body_bytes, limits.limit_concurrency, limits.backlog) == (4096, 9, 2_048)
+    assert server_limits(parse_config({})) == ServerLimits()
+    with pytest.raises(UsageError, match=r"server\.timeout_keep_alive: must be at least 1"):
+        ServerLimits(timeout_keep_alive=0)
+    assert "forwarded_allow_ips" not in uvicorn_options(ServerLimits(), host="h", port=1)

@@ -35,8 +35,12 @@ class TestHttp(ApiContract):
             async def call(
                 method: str, path: str, headers: Any = None, query: Any = None, body: bytes | None = None
             ) -> tuple[int, Any, dict[str, str]]:
-                response = await client.request(method, path, headers=headers, params=query, content=body)
+                pairs = headers.items() if isinstance(headers, dict) else headers or ()
+                raw = [(name, value.encode("utf-8")) for name, value in pairs]  # non-ASCII values too
+                response = await client.request(method, path, headers=raw, params=query, content=body)
                 received = {k.lower(): v for k, v in response.headers.items()}
+                if method == "HEAD":
+                    return response.status_code, response.content, received
                 if received.get("content-type", "").startswith("text/event-stream"):
                     return response.status_code, response.text, received
                 return response.status_code, response.json(), received

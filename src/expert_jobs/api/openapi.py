@@ -3,8 +3,9 @@
 Request and response bodies come from the pydantic models of :mod:`expert_jobs.domain.wire`
 (``models_json_schema``, every ``$ref`` under ``#/components/schemas``); the checkpoint objects,
 which the domain builds as plain data, are described here. Paths, parameters, responses and the
-security schemes follow the spec (``/work/shared/spec/expert-jobs-api.md``) and DESIGN.md's extra
-routes. Two refinements over the spec's text, both accepting what the spec allows: ``temperature``,
+security schemes follow the Expert Jobs API specification, plus the extra routes (continue,
+resume_from, cancel, checkpoints) and the transport's 413 for a body over the limit. Two
+refinements over the spec's text, both accepting what the spec allows: ``temperature``,
 ``maxSteps`` and ``maxRetries`` are documented as numeric strings *or* numbers, and ``take`` /
 ``skip`` as integers with their defaults (optional).
 """
@@ -17,9 +18,11 @@ from typing import Any, get_args
 
 from pydantic.json_schema import models_json_schema
 
-from expert_jobs.api.dispatch import PREFIX
+from expert_jobs.api.paths import PREFIX
 from expert_jobs.domain.checkpoint import CheckpointKind, RunState
 from expert_jobs.domain.wire import (
+    MAX_RETRIES_LIMIT,
+    MAX_STEPS_LIMIT,
     ContinueJobRequest,
     ExpertJobResponse,
     ListJobsResponse,
@@ -40,7 +43,9 @@ _ID = {
     "examples": ["test12345678901234567890"],
 }
 _NUMBER_STRING = "^(0(\\.[0-9]+)?|1(\\.0+)?|\\.[0-9]+)$"
-_COUNT_STRING = {"maxSteps": "^[1-9][0-9]{0,5}$", "maxRetries": "^[0-9]{1,5}$"}
+# Numeric strings within the wire models' ranges (1..MAX_STEPS_LIMIT, 0..MAX_RETRIES_LIMIT).
+_COUNT_STRING = {"maxSteps": "^([1-9][0-9]{0,5}|1000000)$", "maxRetries": "^(100|[1-9]?[0-9])$"}
+_COUNT_RANGE = {"maxSteps": (1, MAX_STEPS_LIMIT), "maxRetries": (0, MAX_RETRIES_LIMIT)}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -170,14 +175,14 @@ def _refine_numbers(schema: dict[str, Any]) -> None:
         }
     for name, pattern in _COUNT_STRING.items():
         if name in properties:
-            minimum = 1 if name == "maxSteps" else 0
+            minimum, maximum = _COUNT_RANGE[name]
             properties[name] = {
                 "anyOf": [
                     {"type": "string", "pattern": pattern},
-                    {"type": "integer", "minimum": minimum, "maximum": 100_000},
+                    {"type": "integer", "minimum": minimum, "maximum": maximum},
                     {"type": "null"},
                 ],
-                "description": f"A whole number >= {minimum} (a numeric string or a number)",
+                "description": f"A whole number from {minimum} to {maximum} (a numeric string or a number)",
             }
 
 
@@ -227,6 +232,7 @@ def _schemas() -> dict[str, Any]:
     schemas["NotFoundError"] = _error_schema(404, "Not Found")
     schemas["ConflictError"] = _error_schema(409, "Conflict")
     schemas["ValidationFailedError"] = _error_schema(422, "Validation Failed", {})
+    schemas["PayloadTooLargeError"] = _error_schema(413, "Payload Too Large")
     return schemas
 
 
@@ -242,6 +248,9 @@ _UNAUTHORIZED = _json(
 _JOB_OK = _json(_ref("ExpertJobResponse"), "Response for status 200")
 _JOB_NOT_FOUND = _json(_ref("NotFoundError"), "Expert job not found.")
 _PATH_INVALID = _json(_ref("ValidationFailedError"), "Path parameter schema validation failed.")
+_TOO_LARGE = _json(
+    _ref("PayloadTooLargeError"), "The request body is larger than the server's limit (1 MiB by default)."
+)
 
 
 def _path_param(name: str = "expertJobId") -> dict[str, Any]:
@@ -287,6 +296,7 @@ def _continue_like(operation_id: str, summary: str, description: str, body: str)
             ),
             "401": _UNAUTHORIZED,
             "404": _JOB_NOT_FOUND,
+            "413": _TOO_LARGE,
             "422": _json(
                 _ref("ValidationFailedError"), "Request body or path parameter schema validation failed."
             ),
@@ -333,6 +343,7 @@ def _paths() -> dict[str, Any]:
                     "409": _json(
                         _ref("ConflictError"), "The job's current status does not allow the requested one."
                     ),
+                    "413": _TOO_LARGE,
                     "422": _json(
                         _ref("ValidationFailedError"),
                         "Request body or path parameter schema validation failed.",
@@ -398,6 +409,7 @@ def _paths() -> dict[str, Any]:
                     ),
                     "401": _UNAUTHORIZED,
                     "404": _json(_ref("NotFoundError"), "Expert not found."),
+                    "413": _TOO_LARGE,
                     "422": _json(_ref("ValidationFailedError"), "Request body schema validation failed."),
                 },
             },
@@ -467,7 +479,16 @@ def _paths() -> dict[str, Any]:
                 "canceled, expired). A `Last-Event-ID` header resumes after that seq.",
                 "tags": tags,
                 "security": [{"apiKey": []}],
-                "parameters": [_path_param()],
+                "parameters": [
+                    _path_param(),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Resume after this checkpoint seq (0 to 9223372036854775807).",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
                 "responses": {
                     "200": {
                         "description": "A stream of checkpoints",
@@ -475,7 +496,9 @@ def _paths() -> dict[str, Any]:
                     },
                     "401": _UNAUTHORIZED,
                     "404": _JOB_NOT_FOUND,
-                    "422": _PATH_INVALID,
+                    "422": _json(
+                        _ref("ValidationFailedError"), "Path parameter or Last-Event-ID validation failed."
+                    ),
                 },
             }
         },
