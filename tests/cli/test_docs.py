@@ -48,3 +48,32 @@ def test_the_documented_live_view_is_real(invoke: Invoke) -> None:
     out = invoke("run", "--example", "--answer", "yes")
     assert out.code == 0
     assert _ids(out.stderr.strip()) == _ids(documented.strip())
+
+
+def _block_after(command: str) -> str:
+    """The output documented under ``$ COMMAND`` (up to the next ``$`` line or the block's end)."""
+    text = DOC.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+    return text.split("\n$ ", 1)[0]
+
+
+def _lines(text: str) -> list[str]:
+    return [_ids(line.rstrip()) for line in text.strip().splitlines()]
+
+
+def test_the_documented_checkpoint_table_and_transcript_are_real(invoke: Invoke) -> None:
+    job_id = invoke("run", "--example", "--answer", "yes").json()["id"]
+    table = invoke("jobs", "checkpoints", job_id)
+    documented = _block_after("expert-jobs jobs checkpoints snhzdnrpktrcj8ajne6d7vq2")
+    assert _lines(table.stdout) == _lines(documented)
+    transcript = invoke("jobs", "show", job_id, "--transcript")
+    documented = _block_after("expert-jobs jobs show snhzdnrpktrcj8ajne6d7vq2 --transcript")
+    assert _lines(transcript.stdout) == _lines(documented)
+
+
+def test_the_documented_exit_codes_are_the_programs() -> None:
+    from expert_jobs.transports import cli
+
+    table = DOC.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    codes = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
+    assert codes == {0, cli.EXIT_JOB_NOT_COMPLETED, cli.EXIT_USAGE, cli.EXIT_ANSWER_NEEDED,
+                     cli.EXIT_PROVIDER_KEY, cli.EXIT_INTERRUPTED}  # fmt: skip

@@ -57,9 +57,16 @@ def test_system_key(invoke: Invoke) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "give --application ID (an API key) or --system"),
-        (("--system", "--application", APP), "give --application ID (an API key) or --system"),
-        (("--application", "short"), "--application 'short' is not an id"),
+        (("--system", "--application", APP), "--system makes a system key: --application and --organization"),
+        (
+            ("--system", "--organization", ORG),
+            "--system makes a system key: --application and --organization",
+        ),
+        (
+            ("--application", "myapp"),
+            "--application 'myapp' is not an id: ids are 24 characters of [a-z0-9], "
+            "e.g. myapplication00000000001; leave --application out to make a new application id",
+        ),
         (("--application", APP, "--organization", "UPPERCASEORGANIZATION000"), "--organization"),
     ],
 )
@@ -68,3 +75,64 @@ def test_errors(invoke: Invoke, args: tuple[str, ...], message: str) -> None:
     assert out.code == 2
     assert message in out.stderr
     assert "ejk_" not in out.stdout
+
+
+def test_without_an_application_a_new_application_id_is_made_and_printed(invoke: Invoke) -> None:
+    out = invoke("keys", "create")
+    assert out.code == 0, out.stderr
+    made = re.search(r"New application id: ([a-z0-9]{24}) ", out.stdout)
+    assert made is not None, out.stdout
+    app_id = made.group(1)
+    key = re.findall(r"ejk_[A-Za-z0-9_-]+", out.stdout)[0]
+    config = parse_config(tomllib.loads(out.stdout[out.stdout.index("[applications.") :]))
+    principal = build_keyring(config).authenticate(key)
+    assert isinstance(principal, Application)
+    assert principal.id == app_id
+    data = invoke("keys", "create", "--json").json()
+    assert data["newApplication"] is True
+    assert re.fullmatch(r"[a-z0-9]{24}", data["applicationId"])
+    assert data["applicationId"] != app_id
+    assert invoke("keys", "create", "--application", APP, "--json").json()["newApplication"] is False
+
+
+def test_the_help_says_what_an_application_id_is(invoke: Invoke) -> None:
+    out = invoke("keys", "create", "--help")
+    text = " ".join(out.stdout.replace("│", " ").split())
+    assert "24 characters of [a-z0-9]" in text
+    assert "a new application id" in text
+
+
+EXISTING = """\
+store = "sqlite:///jobs.db"
+maxSteps = 10
+
+[provider]
+providerName = "test"
+
+[experts."echo"]
+instruction = "Echo."
+"""
+
+
+def test_the_system_snippet_goes_before_the_first_table_and_then_works(invoke: Invoke) -> None:
+    out = invoke("keys", "create", "--system")
+    assert "BEFORE its first [table] header" in out.stdout
+    key = re.findall(r"ejs_[A-Za-z0-9_-]+", out.stdout)[0]
+    snippet = out.stdout.rstrip("\n").splitlines()[-1]
+    assert snippet == f'systemKeyHashes = ["{hash_key(key)}"]'
+    first_table = EXISTING.index("[provider]")
+    pasted = EXISTING[:first_table] + snippet + "\n\n" + EXISTING[first_table:]
+    config = parse_config(tomllib.loads(pasted))
+    assert (config.max_steps, list(config.experts)) == (10, ["echo"])
+    assert isinstance(build_keyring(config).authenticate(key), SystemPrincipal)
+
+
+def test_the_application_snippet_appended_to_an_existing_file_works(invoke: Invoke) -> None:
+    out = invoke("keys", "create", "--application", APP)
+    key = re.findall(r"ejk_[A-Za-z0-9_-]+", out.stdout)[0]
+    assert "Paste this at the end of the configuration file" in out.stdout
+    snippet = out.stdout[out.stdout.index("[applications.") :]
+    config = parse_config(tomllib.loads(EXISTING + "\n" + snippet))
+    assert list(config.experts) == ["echo"]
+    principal = build_keyring(config).authenticate(key)
+    assert isinstance(principal, Application) and principal.id == APP

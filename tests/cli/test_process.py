@@ -61,6 +61,34 @@ def test_the_readme_command_runs_the_example_offline(tmp_path: Path) -> None:
     assert [j["id"] for j in json.loads(listed.stdout)["data"]["expertJobs"]] == [job["id"]]
 
 
+def test_the_readme_paused_path_continues_as_written(tmp_path: Path) -> None:
+    """README: without --answer and without a terminal `run --example` exits 3 and leaves the job
+    paused; `expert-jobs jobs continue <id> --answer yes` (as written: no --example) runs it on,
+    offline, with no provider key in the environment."""
+    from expert_jobs.providers._common import PROVIDER_ENV_VARS
+
+    env = _env()
+    for names in PROVIDER_ENV_VARS.values():
+        for name in names:
+            env.pop(name, None)
+    paused = subprocess.run(
+        [*_command(), "run", "--example"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert paused.returncode == 3, paused.stderr
+    job_id = json.loads(paused.stdout)["id"]
+    assert f"expert-jobs jobs continue {job_id} --answer TEXT" in paused.stderr
+    resumed = subprocess.run(
+        [*_command(), "jobs", "continue", job_id, "--answer", "yes"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    job = json.loads(resumed.stdout)
+    assert (job["id"], job["status"], job["totalSteps"]) == (job_id, "completed", 7)
+    assert '✎ answer from --answer: "yes"' in resumed.stderr
+    assert "Provider API key not found" not in resumed.stderr
+
+
 SLOW = """
 store = "sqlite:///slow.db"
 

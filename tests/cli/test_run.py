@@ -243,3 +243,97 @@ async def test_run_example_in_python() -> None:
 
     job = await run_example("no")
     assert (job.status.value, job.total_steps, job.usage.total_tokens) == ("completed", 7, 3823)
+
+
+@pytest.fixture
+def no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider key in the environment."""
+    from expert_jobs.providers._common import PROVIDER_ENV_VARS
+
+    for names in PROVIDER_ENV_VARS.values():
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+
+
+REAL_MODEL = """
+store = "sqlite:///jobs.db"
+
+[experts."writer"]
+instruction = "Write."
+"""
+
+
+@pytest.mark.usefixtures("no_provider_keys")
+def test_without_a_provider_key_run_writes_nothing_and_says_what_to_set(
+    invoke: Invoke, write_config: Callable[..., Path]
+) -> None:
+    from expert_jobs.transports.cli import EXIT_PROVIDER_KEY
+
+    write_config(REAL_MODEL)
+    out = invoke("run", "hello")
+    assert out.code == EXIT_PROVIDER_KEY == 4
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1
+    assert out.stderr.startswith(
+        "error: Provider API key not found for anthropic (model claude-sonnet-4-5): "
+        "set ANTHROPIC_API_KEY in the environment"
+    )
+    assert "providerKeys.anthropic" in out.stderr
+    assert out.stderr.rstrip().endswith("nothing was written")
+    other = invoke("run", "hello", "--model", "gpt-5-mini")
+    assert other.code == 4
+    assert "set OPENAI_API_KEY" in other.stderr
+    gemini = invoke("run", "hello", "--model", "gemini-2.5-flash")
+    assert "set GEMINI_API_KEY or GOOGLE_API_KEY" in gemini.stderr
+    assert invoke("jobs", "list", "--json").json()["meta"]["total"] == 0
+
+
+def test_with_the_key_in_the_environment_the_job_is_written(
+    invoke: Invoke, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expert_jobs.transports.cli import _run
+
+    write_config(REAL_MODEL)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-used")
+    checked: list[tuple[str, str]] = []
+    original = _run.check_provider_key
+
+    def spy(runtime: object, model: str, application_id: str, job_id: str | None = None) -> None:
+        checked.append((model, application_id))
+        original(runtime, model, application_id, job_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_run, "check_provider_key", spy)
+
+    async def fake_follow(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt  # stop before any model call: the job exists by now
+
+    monkeypatch.setattr(_run, "follow_job", fake_follow)
+    out = invoke("run", "hello")
+    assert out.code == 130
+    assert checked == [("claude-sonnet-4-5", "localapplication00000000")]
+    assert invoke("jobs", "list", "--json").json()["meta"]["total"] == 1
+
+
+def test_run_and_show_print_the_job_the_same_way(invoke: Invoke) -> None:
+    out = invoke("run", "--example", "--answer", "yes")
+    assert out.code == 0, out.stderr
+    shown = invoke("jobs", "show", out.json()["id"])
+    assert shown.stdout == out.stdout
+    assert '"temperature": 0.0,' in out.stdout
+
+
+def test_flags_show_as_flags_in_every_help(invoke: Invoke) -> None:
+    import typer.main
+
+    from expert_jobs.transports.cli import app
+
+    root = typer.main.get_command(app)
+    paths = [()] + [(name,) for name in root.commands]  # type: ignore[attr-defined]
+    paths += [("jobs", name) for name in root.commands["jobs"].commands]  # type: ignore[attr-defined]
+    paths += [("keys", name) for name in root.commands["keys"].commands]  # type: ignore[attr-defined]
+    for path in paths:
+        text = invoke(*path, "--help").stdout
+        assert "--help" in text, path
+        assert "<bool>" not in text, (path, text)
+    listing = invoke("jobs", "list", "--help").stdout
+    assert "--json " in listing and "Print JSON instead of a table." in listing

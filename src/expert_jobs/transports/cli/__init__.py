@@ -5,9 +5,18 @@ from expert_jobs.transports.cli._app import (
     EXIT_ANSWER_NEEDED,
     EXIT_INTERRUPTED,
     EXIT_JOB_NOT_COMPLETED,
+    EXIT_PROVIDER_KEY,
     EXIT_USAGE,
     app,
     main,
 )
 
-__all__ = ["EXIT_ANSWER_NEEDED", "EXIT_INTERRUPTED", "EXIT_JOB_NOT_COMPLETED", "EXIT_USAGE", "app", "main"]
+__all__ = [
+    "EXIT_ANSWER_NEEDED",
+    "EXIT_INTERRUPTED",
+    "EXIT_JOB_NOT_COMPLETED",
+    "EXIT_PROVIDER_KEY",
+    "EXIT_USAGE",
+    "app",
+    "main",
+]

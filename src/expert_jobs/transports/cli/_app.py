@@ -4,7 +4,8 @@
 Output: JSON results go to stdout; the live view, tables' notes, prompts and errors go to stderr.
 Exit codes: 0 a completed job (or a command that worked); 1 a job that ended otherwise (failed,
 exceededMaxSteps, canceled, expired); 2 a usage or configuration error; 3 a job left waiting for an
-answer that could not be had; 130 a job canceled by Ctrl-C.
+answer that could not be had; 4 no API key for the model's provider (nothing written); 130 a job
+canceled by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from expert_jobs.config import (
     Config,
@@ -32,6 +34,7 @@ from expert_jobs.config import (
     parse_config,
     with_store,
 )
+from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.errors import CannotContinue, ExpertJobsError, JobNotFound, UsageError
 from expert_jobs.domain.ids import is_id
 from expert_jobs.domain.job import Job, JobQuery, iso_utc
@@ -39,12 +42,20 @@ from expert_jobs.domain.status import JobStatus
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.ports.store import JobStore
 from expert_jobs.transports.cli import _run
-from expert_jobs.transports.cli._run import AnswerNeeded, Answers, JobAbandoned, RunRequest
+from expert_jobs.transports.cli._run import (
+    AnswerNeeded,
+    Answers,
+    JobAbandoned,
+    ProviderKeyNeeded,
+    RunRequest,
+)
+from expert_jobs.transports.cli._transcript import checkpoint_table, print_transcript
 
 __all__ = [
     "EXIT_ANSWER_NEEDED",
     "EXIT_INTERRUPTED",
     "EXIT_JOB_NOT_COMPLETED",
+    "EXIT_PROVIDER_KEY",
     "EXIT_USAGE",
     "app",
     "main",
@@ -58,11 +69,37 @@ EXIT_USAGE = 2
 """A usage or configuration error (bad option, unknown expert or job, invalid config file...)."""
 EXIT_ANSWER_NEEDED = 3
 """The job paused for an interactive call and no answer could be had (it stays paused)."""
+EXIT_PROVIDER_KEY = 4
+"""The model's provider has no API key: nothing was written (``run``) or changed (``jobs continue``)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C canceled the job."""
 
+
+def _hide_flag_types(params: list[Any]) -> None:
+    """Flags take no value: show ``--json``, not ``--json <bool>``, in the help (typer's rich help
+    prints a type for every option, flags and ``--help`` included)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
+            param.metavar = ""
+
+
+class _Group(TyperGroup):
+    """A command group whose help, and its commands' help, show flags as flags."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, _Group):
+            _hide_flag_types(command.get_params(ctx))  # its options and its --help
+        return command
+
+
 app = typer.Typer(
     name="expert-jobs",
+    cls=_Group,
     help="Run and inspect LLM expert jobs (the engine behind the Expert Jobs API).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -70,10 +107,12 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 """The ``expert-jobs`` command group (the console script calls :func:`main`)."""
-jobs_app = typer.Typer(help="Inspect, continue and cancel the jobs in the store.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    cls=_Group, help="Inspect, continue and cancel the jobs in the store.", no_args_is_help=True
+)
 """``expert-jobs jobs ...``."""
 keys_app = typer.Typer(
-    help="Create API keys for the configuration file's applications.", no_args_is_help=True
+    cls=_Group, help="Create API keys for the configuration file's applications.", no_args_is_help=True
 )
 """``expert-jobs keys ...``."""
 app.add_typer(jobs_app, name="jobs")
@@ -99,6 +138,8 @@ def _errors() -> Iterator[None]:
         yield
     except AnswerNeeded as exc:
         _fail(str(exc), EXIT_ANSWER_NEEDED)
+    except ProviderKeyNeeded as exc:
+        _fail(str(exc), EXIT_PROVIDER_KEY)
     except JobAbandoned as exc:
         _fail(str(exc), EXIT_INTERRUPTED)
     except ExpertJobsError as exc:
@@ -119,6 +160,14 @@ def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _job_wire(job: Job) -> dict[str, Any]:
+    """The job's wire object as every command prints it: numbers rendered one way whichever store
+    or code path produced the job (SQLite hands a REAL column back as ``0`` from some statements)."""
+    data = job.to_wire()
+    data["temperature"] = float(data["temperature"])
+    return data
 
 
 def _config(config: Path | None, example: bool, store: str | None) -> Config:
@@ -157,6 +206,14 @@ def _redact(url: str) -> str:
 def _stdout_table_console() -> Console:
     """Tables on stdout: the terminal's width, or wide enough not to cut ids in a pipe or file."""
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+
+
+def _stdout_console() -> Console:
+    """Checkpoint tables and transcripts on stdout: the terminal's width, else 100 columns."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+
+
+_PIPE_WIDTH = 100
 
 
 def _version(value: bool) -> None:
@@ -273,7 +330,8 @@ def run(
 
     Interactive tool calls are answered from --answer values in order, then at the prompt when
     standard input is a terminal. Ctrl-C cancels the job. Exit code: 0 completed; 1 failed,
-    exceededMaxSteps, canceled or expired; 2 usage error; 3 waiting for an answer; 130 Ctrl-C.
+    exceededMaxSteps, canceled or expired; 2 usage error; 3 waiting for an answer; 4 no API key for
+    the model's provider (nothing written); 130 Ctrl-C.
     """
     from expert_jobs.examples import EXAMPLE_EXPERT, EXAMPLE_QUERY
 
@@ -295,22 +353,33 @@ def _answers(console: Console, given: list[str] | None) -> Answers:
 
 
 def _follow(
-    settings: Config, console: Console, answers: Answers, start: Callable[[Runtime], Awaitable[Job]]
+    settings: Config,
+    console: Console,
+    answers: Answers,
+    start: Callable[[Runtime], Awaitable[Job]],
+    *,
+    choose: Callable[[Runtime], Awaitable[Config | None]] | None = None,
 ) -> None:
     """Build the runtime, get the job from ``start``, follow it to its end (see ``follow_job``) and
     report it. The report is printed before the event loop shuts down, which waits for the threads of
-    tool calls a cancel abandoned."""
+    tool calls a cancel abandoned. ``choose`` may name another configuration to build the runtime
+    from (on the same store) before ``start``."""
 
     async def go() -> None:
         runtime = build_runtime(settings)
         try:
+            other = await choose(runtime) if choose is not None else None
+            if other is not None:
+                replacement = build_runtime(other)
+                await runtime.close()
+                runtime = replacement
             job = await start(runtime)
             outcome = await _run.follow_job(
                 runtime, job, console=console, answers=answers, store_label=_redact(settings.store)
             )
         except AnswerNeeded as exc:
             paused = await runtime.get(exc.job_id)
-            _print_json(paused.to_wire())
+            _print_json(_job_wire(paused))
             raise
         finally:
             await runtime.close()
@@ -321,7 +390,7 @@ def _follow(
 
 def _report(console: Console, outcome: _run.RunOutcome) -> None:
     """Print the job as JSON on stdout, a summary on stderr, and exit with the job's code."""
-    _print_json(outcome.job.to_wire())
+    _print_json(_job_wire(outcome.job))
     _finish(console, outcome.job, outcome.interrupted)
 
 
@@ -421,7 +490,7 @@ def jobs_list(
     if as_json:
         _print_json(
             {
-                "data": {"expertJobs": [job.to_wire() for job in jobs]},
+                "data": {"expertJobs": [_job_wire(job) for job in jobs]},
                 "meta": {"total": total, "take": take, "skip": skip},
             }
         )
@@ -441,24 +510,50 @@ def jobs_list(
     _stdout_table_console().print(table)
 
 
+async def _all_checkpoints(store: JobStore, job_id: str, upto: int | None = None) -> list[Checkpoint]:
+    """The job's checkpoints in ``seq`` order (the first ``upto`` of them), a page at a time."""
+    found: list[Checkpoint] = []
+    while upto is None or len(found) < upto:
+        take = _PAGE if upto is None else min(_PAGE, upto - len(found))
+        page, total = await store.list_checkpoints(job_id, take=take, skip=len(found))
+        found.extend(page)
+        if not page or len(found) >= total:
+            break
+    return found
+
+
+_PAGE = 100
+
+
 @jobs_app.command("show")
 def jobs_show(
     job_id: Annotated[str, typer.Argument(help="The job id.")],
+    transcript: Annotated[
+        bool,
+        typer.Option(
+            "--transcript",
+            help="Print the conversation (query, steps, tool calls and results, delegates, answers) "
+            "instead of the JSON.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Print one job as JSON (the API's expertJob)."""
+    """Print one job as JSON (the API's expertJob), or its conversation with --transcript."""
     with _errors():
         settings = _config(config, False, store)
 
-        async def get(s: JobStore) -> Job:
+        async def get(s: JobStore) -> tuple[Job, list[Checkpoint]]:
             job = await s.get(job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            return job
+            return job, (await _all_checkpoints(s, job_id) if transcript else [])
 
-        job = _run_async(lambda: _with_store(settings, get))
-    _print_json(job.to_wire())
+        job, checkpoints = _run_async(lambda: _with_store(settings, get))
+    if transcript:
+        print_transcript(_stdout_console(), job, checkpoints)
+        return
+    _print_json(_job_wire(job))
 
 
 @jobs_app.command("checkpoints")
@@ -467,30 +562,48 @@ def jobs_checkpoints(
     checkpoint_id: Annotated[
         str | None, typer.Option("--id", help="Print this one checkpoint as JSON.", show_default=False)
     ] = None,
+    seq: Annotated[
+        int | None,
+        typer.Option(
+            "--seq",
+            min=1,
+            help="Print the checkpoint with this seq (the table's #) as JSON.",
+            show_default=False,
+        ),
+    ] = None,
     take: Annotated[int, typer.Option("--take", min=1, max=100, help="Page size.")] = 100,
     skip: Annotated[int, typer.Option("--skip", min=0, help="Checkpoints to skip.")] = 0,
     as_json: JsonOption = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """List a job's checkpoints in order (a table, or --json), or print one with --id."""
-    from expert_jobs.domain.checkpoint import Checkpoint
-
+    """List a job's checkpoints in order (a table with their new messages, or --json), or print one
+    with --seq or --id."""
     with _errors():
         settings = _config(config, False, store)
+        if checkpoint_id is not None and seq is not None:
+            raise UsageError("give --id or --seq, not both")
 
-        async def read(s: JobStore) -> tuple[list[Checkpoint], int]:
-            if await s.get(job_id) is None:
+        async def read(s: JobStore) -> tuple[Job, list[Checkpoint], int, list[Checkpoint]]:
+            job = await s.get(job_id)
+            if job is None:
                 raise JobNotFound(job_id)
+            if seq is not None:
+                found, _ = await s.list_checkpoints(job_id, take=1, skip=seq - 1)
+                if not found or found[0].seq != seq:
+                    raise UsageError(f"job {job_id} has no checkpoint with seq {seq}")
+                return job, found, 1, []
             if checkpoint_id is not None:
                 one = await s.get_checkpoint(job_id, checkpoint_id)
                 if one is None:
                     raise UsageError(f"job {job_id} has no checkpoint {checkpoint_id!r}")
-                return [one], 1
-            return await s.list_checkpoints(job_id, take=take, skip=skip)
+                return job, [one], 1, []
+            page, total = await s.list_checkpoints(job_id, take=take, skip=skip)
+            earlier = await _all_checkpoints(s, job_id, skip) if skip and not as_json else []
+            return job, page, total, earlier
 
-        checkpoints, total = _run_async(lambda: _with_store(settings, read))
-    if checkpoint_id is not None:
+        job, checkpoints, total, earlier = _run_async(lambda: _with_store(settings, read))
+    if checkpoint_id is not None or seq is not None:
         _print_json(checkpoints[0].to_wire())
         return
     if as_json:
@@ -501,22 +614,8 @@ def jobs_checkpoints(
             }
         )
         return
-    table = Table(title=f"checkpoints of job {job_id} ({len(checkpoints)} of {total})", title_justify="left")
-    for column in ("seq", "id", "step", "kind", "status", "run state", "expert", "tokens", "created"):
-        table.add_column(column, justify="right" if column in ("seq", "step", "tokens") else "left")
-    for c in checkpoints:
-        table.add_row(
-            str(c.seq),
-            c.id,
-            str(c.step),
-            c.kind,
-            c.status.value,
-            c.run_state,
-            ("↳ " if c.parent_run_id else "") + c.expert_key,
-            f"{c.step_usage.total_tokens:,}",
-            _when(c.created_at),
-        )
-    _stdout_table_console().print(table)
+    console = _stdout_console()
+    console.print(checkpoint_table(job, checkpoints, total, width=console.width, earlier=earlier))
 
 
 @jobs_app.command("continue")
@@ -554,12 +653,31 @@ def jobs_continue(
     store: StoreOption = None,
 ) -> None:
     """Continue a job here with the live view: answer its pending interactive calls, or follow up a
-    finished job with a new query, or run a queued one; then print it as JSON like `run`."""
+    finished job with a new query, or run a queued one; then print it as JSON like `run`.
+
+    It needs the experts the job ran with: a job of the bundled example is continued with the
+    example's configuration when neither --config nor --example is given; for any other job, a
+    configuration that does not define its expert is refused before anything is written.
+    """
     console = _stderr()
     with _errors():
         settings = _config(config, example, store)
         answers = _answers(console, answer)
         files = tuple(file or ())
+        chosen_by_user = config is not None or example
+
+        async def choose(runtime: Runtime) -> Config | None:
+            job = await runtime.get(job_id)
+            if runtime.experts.get(job.expert_key) is not None or chosen_by_user:
+                return None
+            if not _is_example_job(job):
+                return None
+            console.print(
+                f"[dim]job {job_id} runs the bundled example's expert {escape(job.expert_key)}: "
+                "continuing it with the example's configuration (as --example would)[/]",
+                highlight=False,
+            )
+            return with_store(_example_settings(), settings.store)
 
         async def start(runtime: Runtime) -> Job:
             job = await runtime.get(job_id)
@@ -572,10 +690,55 @@ def jobs_continue(
                     raise CannotContinue(
                         job_id, job.status, "--model and --max-steps apply to a follow-up query"
                     )
+                _check_can_run(runtime, job, None, config, example)
                 return job
+            if job.status in _FOLLOW_UP_FROM:
+                _check_can_run(runtime, job, model, config, example)
             return await runtime.continue_job(job_id, query, files, model=model, max_steps=max_steps)
 
-        _follow(settings, console, answers, start)
+        _follow(settings, console, answers, start, choose=choose)
+
+
+_FOLLOW_UP_FROM = frozenset({JobStatus.COMPLETED, JobStatus.EXCEEDED_MAX_STEPS, JobStatus.FAILED})
+
+
+def _example_settings() -> Config:
+    from expert_jobs.examples import example_config
+
+    return example_config()
+
+
+def _is_example_job(job: Job) -> bool:
+    """Whether the job's expert is one of the bundled example's, exactly (its whole digest: key,
+    description, tags, tools, interactive tools and delegates)."""
+    from expert_jobs.config import build_experts
+
+    _, experts = build_experts(_example_settings())
+    return any(job.expert == expert.digest() for expert in experts)
+
+
+def _check_can_run(runtime: Runtime, job: Job, model: str | None, config: Path | None, example: bool) -> None:
+    """Refuse, before anything is written, to continue a job this configuration cannot run: its
+    expert (or one of its tools or delegates) is not defined here, or its model's provider has no
+    key."""
+    expert = runtime.experts.get(job.expert_key)
+    if expert is None:
+        if example:
+            where = "the bundled example's configuration"
+        elif config is not None:
+            where = f"the configuration file {config}"
+        else:
+            found = find_config(None)
+            where = f"the configuration file {found}" if found else "the defaults (no configuration file)"
+        raise CannotContinue(
+            job.id,
+            job.status,
+            f"its expert {job.expert_key} is not defined in {where}; pass the configuration the job "
+            "was started with: --config FILE (or --example for the bundled example's jobs); "
+            "the job was not changed",
+        )
+    runtime.check_ready(expert)
+    _run.check_provider_key(runtime, model or job.model, job.application_id, job.id)
 
 
 @jobs_app.command("cancel")
@@ -597,10 +760,13 @@ def jobs_cancel(
                 await runtime.close()
 
         job = _run_async(cancel)
-    _print_json(job.to_wire())
+    _print_json(_job_wire(job))
 
 
 # ---------------------------------------------------------------------- keys
+
+
+_ID_RULE = "ids are 24 characters of [a-z0-9], e.g. myapplication00000000001"
 
 
 @keys_app.command("create")
@@ -608,14 +774,17 @@ def keys_create(
     application: Annotated[
         str | None,
         typer.Option(
-            "--application", help="The application the key acts for (24 lowercase letters and digits)."
+            "--application",
+            help="The application the key acts for: an id of 24 characters of [a-z0-9] "
+            "(e.g. myapplication00000000001). Default: a new application id, printed.",
+            show_default=False,
         ),
     ] = None,
     organization: Annotated[
         str | None,
         typer.Option(
             "--organization",
-            help="The application's organization (added to the snippet).",
+            help="The application's organization, an id like --application's (added to the snippet).",
             show_default=False,
         ),
     ] = None,
@@ -626,16 +795,24 @@ def keys_create(
 ) -> None:
     """Create an API key: prints the key ONCE, its hash and the TOML to paste into the config file.
 
-    Only the hash goes into the configuration; the key itself is never stored anywhere.
+    Without --application (and without --system) the key is for a new application whose id is made
+    and printed. Only the hash goes into the configuration; the key itself is never stored anywhere.
     """
+    from expert_jobs.domain.ids import new_id
     from expert_jobs.service.applications import generate_key, hash_key
 
     with _errors():
-        if system == (application is not None):
-            raise UsageError("give --application ID (an API key) or --system (a system key)")
+        if system and (application is not None or organization is not None):
+            raise UsageError("--system makes a system key: --application and --organization do not apply")
         for label, value in (("--application", application), ("--organization", organization)):
             if value is not None and not is_id(value):
-                raise UsageError(f"{label} {value!r} is not an id (24 lowercase letters and digits)")
+                raise UsageError(
+                    f"{label} {value!r} is not an id: {_ID_RULE}; "
+                    "leave --application out to make a new application id"
+                )
+    new_application = not system and application is None
+    if new_application:
+        application = new_id()
     key = generate_key(system=system)
     key_hash = hash_key(key)
     if system:
@@ -650,15 +827,25 @@ def keys_create(
         data: dict[str, Any] = {"key": key, "keyHash": key_hash, "toml": snippet}
         if application is not None:
             data["applicationId"] = application
+            data["newApplication"] = new_application
         _print_json(data)
         return
+    if new_application:
+        typer.echo(f"New application id: {application} (made for this key; use it as applicationId)\n")
     kind = "system key" if system else f"API key for application {application}"
     typer.echo(f"New {kind} (shown once; it is not stored anywhere, keep it now):\n\n    {key}\n")
     typer.echo(f"Its hash: {key_hash}\n")
-    where = "at the top level of" if system else "in"
-    typer.echo(
-        f"Paste this {where} the configuration file (add the hash to an existing list if there is one):\n"
-    )
+    if system:
+        typer.echo(
+            "Paste this line near the top of the configuration file, BEFORE its first [table] header "
+            "(TOML reads every key after a header as part of that table), or add the hash to an "
+            "existing systemKeyHashes list:\n"
+        )
+    else:
+        typer.echo(
+            "Paste this at the end of the configuration file (if the file already has this "
+            "application's table, add the hash to its keyHashes list instead):\n"
+        )
     typer.echo(snippet)
 
 
@@ -677,12 +864,74 @@ def serve(
             "--port", min=0, max=65535, help="Listen port (default: [server] port).", show_default=False
         ),
     ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-body-bytes", min=1, help="Largest request body (default 1048576).", show_default=False
+        ),
+    ] = None,
+    limit_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-concurrency",
+            min=1,
+            help="Connections past which requests get a 503 (default 1000).",
+            show_default=False,
+        ),
+    ] = None,
+    timeout_keep_alive: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout-keep-alive", min=1, help="Idle keep-alive seconds (default 5).", show_default=False
+        ),
+    ] = None,
+    timeout_graceful_shutdown: Annotated[
+        int | None,
+        typer.Option(
+            "--timeout-graceful-shutdown",
+            min=1,
+            help="Seconds a shutdown waits for open requests and streams (default 10).",
+            show_default=False,
+        ),
+    ] = None,
+    proxy_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips (default: on).",
+            show_default=False,
+        ),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Proxies trusted for X-Forwarded-* (comma-separated; default: $FORWARDED_ALLOW_IPS, "
+            "else 127.0.0.1).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve the Expert Jobs API over HTTP (uvicorn), with a worker running the jobs."""
+    """Serve the Expert Jobs API over HTTP (uvicorn), with a worker running the jobs.
+
+    Runs with bounded body, header, keep-alive, concurrency and shutdown times (see the Deployment
+    section of docs/operations.md); put it behind a reverse proxy that terminates TLS.
+    """
+    from expert_jobs.transports.cli._serve import server_limits, uvicorn_options
+
     with _errors():
         settings = _config(config, False, store)
+        limits = server_limits(
+            settings,
+            max_body_bytes=max_body_bytes,
+            limit_concurrency=limit_concurrency,
+            timeout_keep_alive=timeout_keep_alive,
+            timeout_graceful_shutdown=timeout_graceful_shutdown,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
         try:
             import uvicorn
 
@@ -691,9 +940,10 @@ def serve(
             raise UsageError(
                 f"serve needs the server extra (pip install 'expert-jobs[server]'): {exc}"
             ) from None
-        asgi = app_from_config(settings)
+        asgi = app_from_config(settings, max_body_bytes=limits.max_body_bytes)
+        host = host or settings.server.host
         uvicorn.run(
-            asgi, host=host or settings.server.host, port=settings.server.port if port is None else port
+            asgi, **uvicorn_options(limits, host=host, port=settings.server.port if port is None else port)
         )
 
 

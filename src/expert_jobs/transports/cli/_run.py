@@ -15,7 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.prompt import Prompt
 
-from expert_jobs.domain.errors import ExpertJobsError, IllegalTransition, StaleJobVersion, UsageError
+from expert_jobs.domain.errors import (
+    ExpertJobsError,
+    IllegalTransition,
+    ProviderKeyMissing,
+    StaleJobVersion,
+    UsageError,
+)
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.messages import ToolCall
 from expert_jobs.domain.status import JobStatus
@@ -27,9 +33,11 @@ __all__ = [
     "AnswerNeeded",
     "Answers",
     "JobAbandoned",
+    "ProviderKeyNeeded",
     "RunOutcome",
     "RunRequest",
     "cancel_job",
+    "check_provider_key",
     "console_prompt",
     "follow_job",
     "stdin_is_terminal",
@@ -73,6 +81,52 @@ class JobAbandoned(ExpertJobsError):
             f"interrupted again: job {job_id} was abandoned while canceling; "
             f"`expert-jobs jobs cancel {job_id}` finishes the cancel once its lease lapses"
         )
+
+
+class ProviderKeyNeeded(UsageError):
+    """The model's provider has no API key, found before anything was written: ``run`` refuses to
+    create the job and ``jobs continue`` leaves the job as it is (exit code 4)."""
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        env_vars: tuple[str, ...],
+        application_id: str,
+        job_id: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.env_vars = env_vars
+        self.application_id = application_id
+        self.job_id = job_id
+        fixes = []
+        if env_vars:
+            fixes.append(f"set {' or '.join(env_vars)} in the environment")
+        fixes.append(
+            f"give application {application_id} a providerKeys.{provider} key in the configuration file"
+        )
+        fixes.append("choose a model of another provider with --model")
+        outcome = "nothing was written" if job_id is None else f"job {job_id} was not changed"
+        super().__init__(
+            f"Provider API key not found for {provider} (model {model}): {', or '.join(fixes)}; {outcome}"
+        )
+
+
+def check_provider_key(runtime: Runtime, model: str, application_id: str, job_id: str | None = None) -> None:
+    """Raise :class:`ProviderKeyNeeded` when ``model``'s provider has no key for ``application_id``
+    (only providers with a ``check_key`` hook, the registry of real models, can lack one)."""
+    check = getattr(runtime.providers, "check_key", None)
+    if check is None:
+        return
+    try:
+        check(model, application_id)
+    except ProviderKeyMissing as exc:
+        from expert_jobs.providers._common import PROVIDER_ENV_VARS
+
+        provider = exc.provider or "the model's provider"
+        env_vars = tuple(PROVIDER_ENV_VARS.get(provider, ()))
+        raise ProviderKeyNeeded(provider, model, env_vars, application_id, job_id) from exc
 
 
 @dataclass
@@ -211,7 +265,12 @@ class _Interruptible:
 
 
 async def submit_job(runtime: Runtime, request: RunRequest) -> Job:
-    """Write the queued job ``request`` describes."""
+    """Write the queued job ``request`` describes, once its expert, model and provider key are
+    known to be there (:class:`ProviderKeyNeeded` before anything is written, like the API's 400)."""
+    runtime.resolve_expert(request.expert_key)
+    model = request.model or runtime.settings.default_model
+    runtime.models.get_info(model)
+    check_provider_key(runtime, model, runtime.settings.application_id)
     return await runtime.submit(
         request.expert_key,
         request.query,
