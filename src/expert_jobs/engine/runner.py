@@ -243,6 +243,7 @@ class JobRunner:
         "_rt",
         "_runs",
         "_settings",
+        "_steps_begun",
         "_store",
         "_threads",
         "_timeout",
@@ -289,6 +290,9 @@ class JobRunner:
         self._max_result = sys.maxsize if limit is None else limit
         # The job's running time limit in ms (checked at every step, and by a timer while a step runs).
         self._limit_ms = _INF if settings.job_timeout is None else settings.job_timeout * 1000.0
+        # Steps whose generation succeeded, written or still in flight: parallel child runs each
+        # take theirs from it, so together they never run more than maxSteps.
+        self._steps_begun = job.total_steps
         self._torn: _TornWrite | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.timed_out = False
@@ -596,11 +600,15 @@ class JobRunner:
         task = asyncio.current_task()
         assert task is not None
         while True:
-            if job.total_steps >= job.max_steps:
-                raise _Stop("exceed_max_steps", f"step {job.total_steps} reached maxSteps={job.max_steps}")
+            if self._steps_begun >= job.max_steps:
+                raise self._steps_exhausted()
             if self._elapsed_ms >= self._limit_ms:
                 raise self._over_time()
             response = await self._generate(run, task)
+            if self._steps_begun >= job.max_steps:
+                # A parallel run of the job took the last step while this one was generating.
+                raise self._steps_exhausted()
+            self._steps_begun += 1
             assistant = AssistantMessage(response.parts, response.provider, response.model)
             run.messages.append(assistant)
             calls = assistant.tool_calls
@@ -635,6 +643,10 @@ class JobRunner:
                 await self._write(run, None, "step", new_step=True)
             else:
                 await self._tool_batch(run, calls)
+
+    def _steps_exhausted(self) -> _Stop:
+        job = self.job
+        return _Stop("exceed_max_steps", f"step {self._steps_begun} reached maxSteps={job.max_steps}")
 
     async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
         """Run a response's tool calls: ordinary tools concurrently, then delegates and
