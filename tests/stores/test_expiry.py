@@ -52,7 +52,8 @@ def _runtime(store: JobStore, clock: FakeClock | None = None, **limits: float | 
 
 
 async def _delegate_paused(store: JobStore, clock: FakeClock) -> Job:
-    """A job left in ``requestDelegateResult`` by no worker (nothing drives its delegates)."""
+    """A job left in ``requestDelegateResult`` by no worker: the sweeper hands it back to the queue
+    (nothing drives its delegates), where, with no worker claiming it, it then expires."""
     job = Job(
         id="delegatepaused0000000000",
         organization_id="org",
