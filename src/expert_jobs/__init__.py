@@ -2,7 +2,7 @@
 
 An expert (instruction + tools + delegates) works on a query step by step through a model
 provider until it answers, pauses for a person or another expert, runs out of steps, fails, is
-canceled or expires. See the README for a tour; ``DESIGN.md`` for the semantics.
+canceled or expires. See the README for a tour; ``docs/architecture.md`` for the design.
 """
 
 from expert_jobs.domain.checkpoint import Checkpoint, Delegation

@@ -49,7 +49,7 @@ def test_every_key_is_new(invoke: Invoke) -> None:
 def test_system_key(invoke: Invoke) -> None:
     data = invoke("keys", "create", "--system", "--json").json()
     assert data["key"].startswith("ejs_")
-    assert data["toml"] == f'systemKeyHashes = ["{hash_key(data["key"])}"]'
+    assert data["toml"] == f'[[systemKeys]]\nkeyHash = "{hash_key(data["key"])}"'
     config = parse_config(tomllib.loads(data["toml"]))
     assert isinstance(build_keyring(config).authenticate(data["key"]), SystemPrincipal)
 
@@ -114,17 +114,44 @@ instruction = "Echo."
 """
 
 
-def test_the_system_snippet_goes_before_the_first_table_and_then_works(invoke: Invoke) -> None:
+def _system_key(invoke: Invoke) -> tuple[str, str]:
+    """A new system key and the snippet ``keys create --system`` prints for it."""
     out = invoke("keys", "create", "--system")
-    assert "BEFORE its first [table] header" in out.stdout
+    assert out.code == 0, out.stderr
+    assert "Paste this at the end of the configuration file" in out.stdout
     key = re.findall(r"ejs_[A-Za-z0-9_-]+", out.stdout)[0]
-    snippet = out.stdout.rstrip("\n").splitlines()[-1]
-    assert snippet == f'systemKeyHashes = ["{hash_key(key)}"]'
-    first_table = EXISTING.index("[provider]")
-    pasted = EXISTING[:first_table] + snippet + "\n\n" + EXISTING[first_table:]
+    snippet = out.stdout[out.stdout.rindex("\n[[systemKeys]]\n") + 1 :]  # the last lines
+    assert snippet.rstrip("\n") == f'[[systemKeys]]\nkeyHash = "{hash_key(key)}"'
+    return key, snippet
+
+
+def test_the_system_snippet_appended_to_the_end_of_a_file_with_tables_works(invoke: Invoke) -> None:
+    key, snippet = _system_key(invoke)
+    pasted = EXISTING + "\n" + snippet
     config = parse_config(tomllib.loads(pasted))
     assert (config.max_steps, list(config.experts)) == (10, ["echo"])
-    assert isinstance(build_keyring(config).authenticate(key), SystemPrincipal)
+    assert config.provider.provider_name == "test"
+    ring = build_keyring(config)
+    assert isinstance(ring.authenticate(key), SystemPrincipal)
+    assert ring.authenticate(key + "x") is None
+
+
+def test_system_snippets_add_up_with_each_other_and_with_system_key_hashes(invoke: Invoke) -> None:
+    old = "ejs_an-older-system-key-kept-in-a-list-of-hashes"
+    first, first_snippet = _system_key(invoke)
+    second, second_snippet = _system_key(invoke)
+    app_out = invoke("keys", "create", "--application", APP)
+    app_key = re.findall(r"ejk_[A-Za-z0-9_-]+", app_out.stdout)[0]
+    app_snippet = app_out.stdout[app_out.stdout.index("[applications.") :]
+    top = f'systemKeyHashes = ["{hash_key(old)}"]\n'
+    # Pasted one after the other at the end, in any order with an application's table.
+    pasted = top + EXISTING + "\n" + first_snippet + "\n" + app_snippet + "\n" + second_snippet
+    config = parse_config(tomllib.loads(pasted))
+    ring = build_keyring(config)
+    for key in (old, first, second):
+        assert isinstance(ring.authenticate(key), SystemPrincipal), key
+    assert isinstance(ring.authenticate(app_key), Application)
+    assert config.every_system_key_hash == (hash_key(old), hash_key(first), hash_key(second))
 
 
 def test_the_application_snippet_appended_to_an_existing_file_works(invoke: Invoke) -> None:

@@ -31,6 +31,8 @@ MODELS: list[type[BaseModel]] = [
     _schema.EngineConfig,
     _schema.WorkerConfig,
     _schema.ServerConfig,
+    _schema.WorkspaceConfig,
+    _schema.SystemKeyConfig,
     _schema.ApplicationConfig,
     _schema.ExpertConfig,
     _schema.PythonSkill,
@@ -100,12 +102,21 @@ async def test_the_full_example_loads_and_runs(tmp_path: Path, monkeypatch: pyte
     app = ring.authenticate("secret")
     assert isinstance(app, Application) and app.name == "Support desk"
     assert app.provider_keys == {"anthropic": "sk-ant-from-env", "openai": "sk-literal-key"}
-    assert isinstance(ring.authenticate("test"), SystemPrincipal)
+    assert isinstance(ring.authenticate("test"), SystemPrincipal)  # systemKeyHashes
+    assert isinstance(ring.authenticate("rotated"), SystemPrincipal)  # [[systemKeys]] at the end
+    assert config.workspace is not None and config.workspace.path == tmp_path / "files"
+    assert (config.server.max_body_bytes, config.server.forwarded_allow_ips) == (
+        262_144,
+        "10.0.0.0/8,127.0.0.1",
+    )
     tools, experts = build_experts(config)
     assert [t.name for t in tools] == ["lookup_order", "percent_change"]
     assert {e.key for e in experts} == {"support@1.2.0", "refund-policy@1.0.0"}
     (tmp_path / "data").mkdir()
     runtime = build_runtime(config)
+    assert runtime.workspace is not None and runtime.workspace.root == tmp_path / "files"
+    assert (runtime.workspace.max_files, runtime.workspace.max_file_bytes) == (20, 524_288)
+    assert runtime.workspace.max_total_bytes == 4_194_304
     runtime.settings = type(runtime.settings)(**{**_settings(runtime), "backoff_base": 0.0})
     try:
         job = await runtime.run("support@prod", "Refund A-17, please.")

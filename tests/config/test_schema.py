@@ -29,7 +29,7 @@ def test_defaults() -> None:
     assert config.store == DEFAULT_STORE_URL == "sqlite:///expert-jobs.db"
     assert config.workspace is None
     assert config.python_path == ()
-    assert config.system_key_hashes == ()
+    assert config.system_key_hashes == () and config.system_keys == ()
     assert config.applications == {} and config.experts == {}
     assert config.provider.provider_name == "auto"
     assert config.provider.setting.base_url is None
@@ -149,6 +149,9 @@ def test_worker_and_server(load: Load) -> None:
     assert (config.server.host, config.server.port) == ("0.0.0.0", 9000)
 
 
+EXPIRY = "must be a positive number of seconds, or false for never"
+
+
 @pytest.mark.parametrize(
     ("text", "key", "message"),
     [
@@ -162,6 +165,37 @@ def test_worker_and_server(load: Load) -> None:
         ('store = "redis://x"', "store", "expected memory://, sqlite:///path or postgresql://"),
         ("[engine]\nleaseSeconds = 0", "engine.leaseSeconds", "greater than 0"),
         ("[engine]\nqueuedExpirySeconds = -5", "engine.queuedExpirySeconds", "false for never"),
+        # 0 is not "never" (TOML's 0 == false in pydantic's literal check read it so), nor is true 1 s.
+        ("[engine]\nqueuedExpirySeconds = 0", "engine.queuedExpirySeconds", EXPIRY),
+        ("[engine]\nqueuedExpirySeconds = 0.0", "engine.queuedExpirySeconds", EXPIRY),
+        ("[engine]\nqueuedExpirySeconds = true", "engine.queuedExpirySeconds", EXPIRY),
+        ("[engine]\nqueuedExpirySeconds = inf", "engine.queuedExpirySeconds", EXPIRY),
+        ('[engine]\nqueuedExpirySeconds = "60"', "engine.queuedExpirySeconds", EXPIRY),
+        ("[engine]\npausedExpirySeconds = 0", "engine.pausedExpirySeconds", EXPIRY),
+        ("[engine]\npausedExpirySeconds = true", "engine.pausedExpirySeconds", EXPIRY),
+        ("[engine]\npausedExpirySeconds = nan", "engine.pausedExpirySeconds", EXPIRY),
+        ("[engine]\nleaseSeconds = true", "engine.leaseSeconds", "must be a number, not true or false"),
+        ("[engine]\nleaseSeconds = inf", "engine.leaseSeconds", "finite number"),
+        ("[engine]\nbackoffBase = true", "engine.backoffBase", "must be a number, not true or false"),
+        ("[engine]\nbackoffMax = inf", "engine.backoffMax", "finite number"),
+        ('[engine]\nretryAfterMax = "600"', "engine.retryAfterMax", "valid number"),
+        ("[engine]\nmaxOutputTokens = true", "engine.maxOutputTokens", "whole number, not true or false"),
+        ("[engine]\ntoolThreads = true", "engine.toolThreads", "whole number, not true or false"),
+        ("[worker]\npollInterval = true", "worker.pollInterval", "must be a number, not true or false"),
+        ("[worker]\nsweepInterval = inf", "worker.sweepInterval", "finite number"),
+        ("[worker]\nconcurrency = true", "worker.concurrency", "whole number, not true or false"),
+        ("[server]\nport = true", "server.port", "whole number, not true or false"),
+        ("maxSteps = true", "maxSteps", "whole number, not true or false"),
+        ("maxSteps = 1000001", "maxSteps", "less than or equal to 1000000"),
+        ("maxRetries = 101", "maxRetries", "less than or equal to 100"),
+        ("temperature = true", "temperature", "must be a number, not true or false"),
+        ("timeout = inf", "timeout", "finite number"),
+        ("reasoningBudget = true", "reasoningBudget", "not true or false"),
+        (
+            '[experts."a"]\ninstruction = "x"\ntoolTimeout = true',
+            'experts."a".toolTimeout',
+            "not true or false",
+        ),
         ('[engine]\napplicationId = "Short"', "engine.applicationId", ""),
         ("[engine]\nbackoff = 1", "engine", "unknown key 'backoff'"),
         ("[engine]\ntoolTimeout = 0", "engine.toolTimeout", "or false for no limit"),
@@ -177,6 +211,11 @@ def test_worker_and_server(load: Load) -> None:
         ('[server]\nport = "http"', "server.port", "valid integer"),
         ('systemKeyHashes = ["abc"]', "systemKeyHashes[0]", "expected 'sha256:' and 64 hex digits"),
         ('systemKeyHashes = ["ejk_secret"]', "systemKeyHashes[0]", "this looks like a key itself"),
+        ('[[systemKeys]]\nkeyHash = "abc"', "systemKeys[0].keyHash", "expected 'sha256:' and 64 hex digits"),
+        ('[[systemKeys]]\nkeyHash = "ejs_secret"', "systemKeys[0].keyHash", "this looks like a key itself"),
+        ('[[systemKeys]]\nname = "ops"', "systemKeys[0].keyHash", "missing (this key is required)"),
+        ('[[systemKeys]]\nkey = "ejs_x"', "systemKeys[0]", "unknown key 'key'"),
+        ('systemKeys = { keyHash = "x" }', "systemKeys", "valid tuple"),
     ],
 )
 def test_errors_name_the_file_and_the_key(write: WriteFile, text: str, key: str, message: str) -> None:
@@ -214,7 +253,7 @@ def test_store_urls_and_relative_paths(write: WriteFile, tmp_path: Path) -> None
         write('store = "sqlite:///data/jobs.db"\nworkspace = "files"\npythonPath = ["lib"]\n', "conf/x.toml")
     )
     assert config.store == f"sqlite:///{sub / 'data' / 'jobs.db'}"  # relative to the file's directory
-    assert config.workspace == sub / "files"
+    assert config.workspace is not None and config.workspace.path == sub / "files"
     assert config.python_path == (sub / "lib",)
     assert config.base_dir == sub
     assert load_config(write('store = "sqlite:////abs/jobs.db"\n')).store == "sqlite:////abs/jobs.db"
@@ -245,3 +284,41 @@ def test_find_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPERT_JOBS_CONFIG", "/somewhere/else.toml")
     assert find_config() == Path("/somewhere/else.toml")
     assert find_config("given.toml") == Path("given.toml")
+
+
+def test_expiries_and_durations_that_are_valid(load: Load) -> None:
+    settings = build_settings(load("[engine]\nqueuedExpirySeconds = 0.5\npausedExpirySeconds = 1\n"))
+    assert (settings.queued_expiry_seconds, settings.paused_expiry_seconds) == (0.5, 1.0)
+    never = build_settings(load("[engine]\nqueuedExpirySeconds = false\npausedExpirySeconds = false\n"))
+    assert never.queued_expiry_seconds is never.paused_expiry_seconds is None
+    config = load("maxSteps = 1000000\nmaxRetries = 100\ntemperature = 1\n[engine]\nleaseSeconds = 5\n")
+    assert (config.max_steps, config.max_retries, config.temperature) == (1_000_000, 100, 1.0)
+    assert config.engine.lease_seconds == 5.0
+
+
+def test_system_keys_from_anywhere_add_up_with_system_key_hashes(load: Load) -> None:
+    from expert_jobs.config import build_keyring
+    from expert_jobs.service.applications import SystemPrincipal, hash_key
+
+    config = load(
+        f"""
+        systemKeyHashes = ["{hash_key("ejs_one")}", "{hash_key("ejs_two")}"]
+
+        [[systemKeys]]
+        keyHash = "{hash_key("ejs_three")}"
+        name = "ops"
+
+        [engine]
+        leaseSeconds = 10
+
+        [[systemKeys]]
+        keyHash = "{hash_key("ejs_two")}"
+        """
+    )
+    assert [key.name for key in config.system_keys] == ["ops", ""]
+    assert config.engine.lease_seconds == 10.0  # the table after a [[systemKeys]] entry is intact
+    assert config.every_system_key_hash == tuple(hash_key(k) for k in ("ejs_one", "ejs_two", "ejs_three"))
+    ring = build_keyring(config)
+    for key in ("ejs_one", "ejs_two", "ejs_three"):
+        assert isinstance(ring.authenticate(key), SystemPrincipal), key
+    assert ring.authenticate("ejs_four") is None

@@ -21,6 +21,7 @@ from expert_jobs.config._build import (
     build_settings,
     build_store,
     build_worker,
+    build_workspace,
     provider_keys,
 )
 from expert_jobs.config._errors import ConfigError, ConfigProblem
@@ -45,7 +46,9 @@ from expert_jobs.config._schema import (
     ProviderConfig,
     PythonSkill,
     ServerConfig,
+    SystemKeyConfig,
     WorkerConfig,
+    WorkspaceConfig,
 )
 from expert_jobs.config._turns import TurnConfig
 
@@ -64,8 +67,10 @@ __all__ = [
     "ProviderConfig",
     "PythonSkill",
     "ServerConfig",
+    "SystemKeyConfig",
     "TurnConfig",
     "WorkerConfig",
+    "WorkspaceConfig",
     "build_experts",
     "build_keyring",
     "build_provider",
@@ -74,6 +79,7 @@ __all__ = [
     "build_settings",
     "build_store",
     "build_worker",
+    "build_workspace",
     "expert_definition",
     "expert_key_of",
     "find_config",

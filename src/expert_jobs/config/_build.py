@@ -20,6 +20,7 @@ from expert_jobs.config._load import expert_definition
 from expert_jobs.config._schema import Config, PythonSkill
 from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.experts import ExpertDefinition
+from expert_jobs.engine.files import Workspace
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.tools import Tool
@@ -38,6 +39,7 @@ __all__ = [
     "build_settings",
     "build_store",
     "build_worker",
+    "build_workspace",
     "provider_keys",
 ]
 
@@ -110,7 +112,7 @@ def build_keyring(config: Config) -> KeyRing:
             )
             for app_id, app in config.applications.items()
         ),
-        config.system_key_hashes,
+        config.every_system_key_hash,
     )
 
 
@@ -272,7 +274,20 @@ def build_runtime(
         tools=tools,
         settings=build_settings(config),
         clock=clock,
-        workspace=str(config.workspace) if config.workspace is not None else None,
+        workspace=build_workspace(config),
+    )
+
+
+def build_workspace(config: Config) -> Workspace | None:
+    """The workspace of ``workspace`` / ``[workspace]`` with its limits (``None`` without one)."""
+    settings = config.workspace
+    if settings is None:
+        return None
+    return Workspace(
+        settings.path,
+        max_files=settings.max_files,
+        max_file_bytes=settings.max_file_bytes,
+        max_total_bytes=settings.max_total_bytes,
     )
 
 

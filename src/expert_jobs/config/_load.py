@@ -129,7 +129,9 @@ def _absolute(base: Path, path: Path) -> Path:
 def _resolve_paths(config: Config, base: Path, *, explicit_store: bool) -> Config:
     update: dict[str, Any] = {"python_path": tuple(_absolute(base, p) for p in config.python_path)}
     if config.workspace is not None:
-        update["workspace"] = _absolute(base, config.workspace)
+        update["workspace"] = config.workspace.model_copy(
+            update={"path": _absolute(base, config.workspace.path)}
+        )
     if config.provider.script_file is not None:
         update["provider"] = config.provider.model_copy(
             update={"script_file": _absolute(base, config.provider.script_file)}

@@ -7,19 +7,31 @@ the provider, the worker, the server and the applications allowed to call the AP
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    Strict,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from expert_jobs.config._base import ConfigModel
 from expert_jobs.config._turns import TurnConfig
 from expert_jobs.domain.errors import UnknownModel
 from expert_jobs.domain.ids import ResourceId
 from expert_jobs.domain.models import DEFAULT_MODEL, ModelCatalogue
+from expert_jobs.domain.wire import MAX_RETRIES_LIMIT, MAX_STEPS_LIMIT
+from expert_jobs.engine.files import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_MAX_TOTAL_BYTES
 from expert_jobs.engine.settings import DEFAULT_APPLICATION_ID, DEFAULT_ORGANIZATION_ID
 
 __all__ = [
@@ -35,12 +47,16 @@ __all__ = [
     "InteractiveSkill",
     "InteractiveToolConfig",
     "KeyHash",
+    "Number",
     "ProviderConfig",
     "ProviderSetting",
     "PythonSkill",
     "ServerConfig",
     "Skill",
+    "SystemKeyConfig",
+    "Whole",
     "WorkerConfig",
+    "WorkspaceConfig",
     "check_store_url",
 ]
 
@@ -73,6 +89,42 @@ def _check_hash(value: str) -> str:
 
 KeyHash = Annotated[str, AfterValidator(_check_hash)]
 """The stored form of an API or system key: ``sha256:<64 hex digits>``."""
+
+
+def _no_bool_number(value: Any) -> Any:
+    # Before pydantic, which would read true as 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+def _no_bool_whole(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool_number), Strict(), Field(allow_inf_nan=False)]
+"""A finite TOML number (integer or float); not a boolean, not a string, not ``inf`` or ``nan``."""
+
+Whole = Annotated[int, BeforeValidator(_no_bool_whole), Strict()]
+"""A TOML integer; not a boolean, a float or a string."""
+
+
+def _seconds_or_false(value: Any, meaning: str) -> Any:
+    """``false``, or a positive finite number of seconds: ``true``, ``0``, a negative number,
+    ``inf``/``nan`` and a string are refused here, before pydantic, which would read ``0`` as
+    ``false``, ``true`` as ``1`` and ``"5"`` as ``5``."""
+    if value is False:
+        return value
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"must be a positive number of seconds, or false for {meaning}")
+    return value
 
 
 class InteractiveToolConfig(ConfigModel):
@@ -142,8 +194,8 @@ class ExpertConfig(ConfigModel):
     instruction: str = Field(min_length=1, max_length=20_480)
     delegates: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    tool_timeout: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="Seconds one call of the expert's Python tools may take."
+    tool_timeout: Number | None = Field(
+        None, gt=0, description="Seconds one call of the expert's Python tools may take."
     )
     min_runtime_version: str | None = Field(None, description="Accepted for perstack.toml; not checked.")
     skills: dict[str, Skill] = Field(default_factory=dict)
@@ -225,20 +277,21 @@ class EngineConfig(ConfigModel):
     the API.
 
     An expiry of ``false`` means never; a limit of ``false`` (``toolTimeout``, ``jobTimeout``,
-    ``maxToolResultChars``) means none.
+    ``maxToolResultChars``) means none. Durations are finite numbers of seconds; ``0``, a negative
+    number or ``true`` where a positive one (or ``false``) is expected is an error naming the key.
     """
 
-    backoff_base: float = Field(1.0, ge=0)
-    backoff_max: float = Field(60.0, ge=0)
-    retry_after_max: float = Field(600.0, ge=0)
-    lease_seconds: float = Field(30.0, gt=0)
-    queued_expiry_seconds: float | Literal[False] = 24 * 3600.0
-    paused_expiry_seconds: float | Literal[False] = 7 * 24 * 3600.0
-    max_output_tokens: int | None = Field(None, gt=0)
+    backoff_base: Number = Field(1.0, ge=0)
+    backoff_max: Number = Field(60.0, ge=0)
+    retry_after_max: Number = Field(600.0, ge=0)
+    lease_seconds: Number = Field(30.0, gt=0)
+    queued_expiry_seconds: Number | Literal[False] = 24 * 3600.0
+    paused_expiry_seconds: Number | Literal[False] = 7 * 24 * 3600.0
+    max_output_tokens: Whole | None = Field(None, gt=0)
     organization_id: ResourceId = DEFAULT_ORGANIZATION_ID
     application_id: ResourceId = DEFAULT_APPLICATION_ID
     tool_timeout: float | Literal[False] = 300.0
-    tool_threads: int = Field(32, ge=1)
+    tool_threads: Whole = Field(32, ge=1)
     job_timeout: float | Literal[False] = False
     max_tool_result_chars: int | Literal[False] = Field(100_000)
 
@@ -257,28 +310,97 @@ class EngineConfig(ConfigModel):
             raise ValueError("must be a finite number of seconds, or false for no limit")
         return value
 
-    @field_validator("queued_expiry_seconds", "paused_expiry_seconds")
+    @field_validator("queued_expiry_seconds", "paused_expiry_seconds", mode="before")
     @classmethod
-    def _positive(cls, value: float | Literal[False]) -> float | Literal[False]:
-        if value is not False and value <= 0:
-            raise ValueError("must be a positive number of seconds, or false for never")
-        return value
+    def _expiry_or_false(cls, value: Any) -> Any:
+        # Before pydantic's lax parsing, which would read 0 as false (never) and true as 1.
+        return _seconds_or_false(value, "never")
 
 
 class WorkerConfig(ConfigModel):
     """``[worker]``: the worker ``expert-jobs serve`` runs next to the HTTP server."""
 
-    concurrency: int = Field(16, ge=1)
-    poll_interval: float = Field(0.5, gt=0)
-    sweep_interval: float = Field(5.0, gt=0)
+    concurrency: Whole = Field(16, ge=1)
+    poll_interval: Number = Field(0.5, gt=0)
+    sweep_interval: Number = Field(5.0, gt=0)
     worker_id: str | None = None
 
 
 class ServerConfig(ConfigModel):
-    """``[server]``: where ``expert-jobs serve`` listens."""
+    """``[server]``: where ``expert-jobs serve`` listens, and the HTTP server's limits.
+
+    The limits are named like the fields of ``ServerLimits`` (``transports/cli/_serve.py``), which
+    reads them from here; unset (``None``), the server's default applies. The command line's
+    options override them.
+    """
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: Whole = Field(8000, ge=0, le=65535)
+    max_body_bytes: Whole | None = Field(None, ge=1)
+    max_header_bytes: Whole | None = Field(None, ge=1)
+    timeout_keep_alive: Whole | None = Field(None, ge=1)
+    limit_concurrency: Whole | None = Field(None, ge=1)
+    backlog: Whole | None = Field(None, ge=1, le=65_535)
+    timeout_graceful_shutdown: Whole | None = Field(None, ge=1)
+    proxy_headers: StrictBool | None = None
+    forwarded_allow_ips: str | None = None
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if not all(isinstance(each, str) for each in value):
+                raise ValueError("must be a string or an array of strings")
+            value = ",".join(value)
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            raise ValueError("must list at least one address or network, or '*' for any")
+        entries = [each.strip() for each in value.split(",")]
+        if entries == ["*"]:
+            return "*"
+        for entry in entries:
+            if entry == "*":
+                raise ValueError("'*' (trust any address) must be alone")
+            try:
+                if "/" in entry:
+                    ipaddress.ip_network(entry)
+                else:
+                    ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (like 10.0.0.0/8, host bits zero); "
+                    "give addresses or networks separated by commas, or '*' for any"
+                ) from None
+        return ",".join(entries)
+
+
+class WorkspaceConfig(ConfigModel):
+    """``[workspace]``: the directory of the jobs' files (one directory per application) and the
+    bounds of what one request may give (``engine.files.Workspace``'s limits).
+
+    ``workspace = "dir"`` is short for ``[workspace] path = "dir"``.
+    """
+
+    path: Path
+    max_files: Whole = Field(DEFAULT_MAX_FILES, ge=1)
+    max_file_bytes: Whole = Field(DEFAULT_MAX_FILE_BYTES, ge=1)
+    max_total_bytes: Whole = Field(DEFAULT_MAX_TOTAL_BYTES, ge=1)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _a_directory(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a directory (an empty path is not one)")
+        return value
+
+
+class SystemKeyConfig(ConfigModel):
+    """``[[systemKeys]]``: one system key, by its hash (an array of tables: append one anywhere in
+    the file, as many as needed)."""
+
+    key_hash: KeyHash
+    name: str = ""
 
 
 class ApplicationConfig(ConfigModel):
@@ -305,15 +427,18 @@ class Config(ConfigModel):
     """
 
     model: str = DEFAULT_MODEL
-    temperature: float = Field(0.0, ge=0, le=1)
-    max_steps: int = Field(100, ge=1)
-    max_retries: int = Field(5, ge=0)
-    timeout: float = Field(300_000.0, gt=0)
-    reasoning_budget: Literal["minimal", "low", "medium", "high"] | Annotated[int, Field(gt=0)] | None = None
+    temperature: Number = Field(0.0, ge=0, le=1)
+    max_steps: Whole = Field(100, ge=1, le=MAX_STEPS_LIMIT)
+    max_retries: Whole = Field(5, ge=0, le=MAX_RETRIES_LIMIT)
+    timeout: Number = Field(300_000.0, gt=0)
+    reasoning_budget: Literal["minimal", "low", "medium", "high"] | Annotated[Whole, Field(gt=0)] | None = (
+        None
+    )
     store: str = DEFAULT_STORE_URL
-    workspace: Path | None = None
+    workspace: WorkspaceConfig | None = None
     python_path: tuple[Path, ...] = ()
     system_key_hashes: tuple[KeyHash, ...] = ()
+    system_keys: tuple[SystemKeyConfig, ...] = ()
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
@@ -348,6 +473,23 @@ class Config(ConfigModel):
     def _provider_shorthand(cls, value: Any) -> Any:
         # ``provider = "scripted"`` is short for ``[provider] providerName = "scripted"``.
         return {"providerName": value} if isinstance(value, str) else value
+
+    @field_validator("workspace", mode="before")
+    @classmethod
+    def _workspace_shorthand(cls, value: Any) -> Any:
+        # ``workspace = "dir"`` is short for ``[workspace] path = "dir"``.
+        if isinstance(value, str | Path):
+            return {"path": value}
+        if value is not None and not isinstance(value, dict | WorkspaceConfig):
+            raise ValueError("must be a directory path, or a [workspace] table with path, maxFiles, ...")
+        return value
+
+    @property
+    def every_system_key_hash(self) -> tuple[str, ...]:
+        """The system key hashes of ``systemKeyHashes`` and of every ``[[systemKeys]]``, in file
+        order, each once."""
+        hashes = (*self.system_key_hashes, *(key.key_hash for key in self.system_keys))
+        return tuple(dict.fromkeys(hashes))
 
     @field_validator("store")
     @classmethod
