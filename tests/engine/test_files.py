@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,4 +140,35 @@ async def test_count_and_size_limits_are_checked_off_the_loop_and_again_when_rea
     done = await runtime.drive(job.id)
     assert done.status is JobStatus.FAILED
     assert done.error is not None
-    assert "file 'a.txt': the file holds 11 bytes; a file may hold at most 10 bytes" in done.error["message"]
+    assert "file 'a.txt': the file holds 11 bytes; a file may hold at most 10 bytes" in done.error.message
+
+
+async def test_the_runtime_checks_files_off_the_event_loop(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # submit, continue_job and branch_from check the files in a worker thread (a request naming
+    # many files on a slow disk must not stall every job of the process).
+    threads: list[int] = []
+    check = Workspace.check
+
+    def recording(self: Workspace, *args: object) -> None:
+        threads.append(threading.get_ident())
+        check(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Workspace, "check", recording)
+    loop_thread = threading.get_ident()
+    runtime = Runtime(providers=ScriptedProvider([Reply("a"), Reply("b"), Reply("c")]), workspace=workspace)
+    runtime.add_expert("reader", "You read files.")
+    job = await runtime.run("reader", "summarise", ["docs/notes.txt"])
+    assert job.status is JobStatus.COMPLETED
+    await runtime.continue_job(job.id, "and this?", ["chart.png"])
+    job = await runtime.drive(job.id)
+    first = (await runtime.store.list_checkpoints(job.id, take=1))[0][0]
+    await runtime.branch_from(job.id, first.id, "again", ["docs/notes.txt"])
+    assert len(threads) >= 3  # one check per request (a branch also checks before it exists)
+    assert loop_thread not in threads
+    # A refused file is still refused before anything is written, from the worker thread.
+    with pytest.raises(FileRefused, match=r"'\.\.' is not allowed"):
+        await runtime.continue_job(job.id, "more", ["../secret.txt"])
+    assert loop_thread not in threads
+    await runtime.close()

@@ -31,6 +31,7 @@ from expert_jobs.domain.messages import AssistantMessage, Message, ToolResult, T
 from expert_jobs.domain.models import ModelCatalogue
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE
+from expert_jobs.domain.wire import MAX_RETRIES_LIMIT, MAX_STEPS_LIMIT
 from expert_jobs.engine.events import EventBus
 from expert_jobs.engine.files import Workspace, user_message
 from expert_jobs.engine.runner import JobRunner, root_run_id
@@ -245,7 +246,12 @@ class Runtime:
         application_id: str | None = None,
         organization_id: str | None = None,
     ) -> Job:
-        """Write a new queued job (validated first: nothing is written for bad input)."""
+        """Write a new queued job (validated first: nothing is written for bad input).
+
+        ``temperature`` must be in [0, 1], ``max_steps`` in 1..``MAX_STEPS_LIMIT`` and
+        ``max_retries`` in 0..``MAX_RETRIES_LIMIT`` (the API's ranges), else :class:`UsageError`
+        naming the field; files are checked in a worker thread (:meth:`Workspace.check_async`).
+        """
         settings = self.settings
         expert = self.resolve_expert(expert_key)
         self.check_ready(expert)
@@ -256,17 +262,12 @@ class Runtime:
         temperature = settings.default_temperature if temperature is None else temperature
         max_steps = settings.default_max_steps if max_steps is None else max_steps
         max_retries = settings.default_max_retries if max_retries is None else max_retries
-        if not 0 <= temperature <= 1:
-            raise UsageError(f"temperature must be between 0 and 1, got {temperature}")
-        if max_steps < 1:
-            raise UsageError(f"maxSteps must be >= 1, got {max_steps}")
-        if max_retries < 0:
-            raise UsageError(f"maxRetries must be >= 0, got {max_retries}")
+        self._check_options(None, temperature, max_steps, max_retries)
         app = application_id or settings.application_id
         if files:
             if self.workspace is None:
                 raise UsageError("files were given but the runtime has no workspace")
-            self.workspace.check(app, tuple(files), info.provider)
+            await self.workspace.check_async(app, tuple(files), info.provider)
         now = self.clock.now()
         job = Job(
             id=new_id(),
@@ -366,12 +367,14 @@ class Runtime:
         follow up a completed / exceededMaxSteps / failed job with a new query on its history.
 
         The job goes back to ``queued`` (once every pending interactive call is answered); a worker
-        or :meth:`drive` runs it on. Raises :class:`CannotContinue` for any other status.
+        or :meth:`drive` runs it on. Raises :class:`CannotContinue` for any other status, and
+        :class:`UsageError` for an override out of the ranges :meth:`submit` takes.
         """
+        self._check_options(job_id, temperature, max_steps, max_retries)
         job = await self.get(job_id)
         latest = await self.store.latest_checkpoints(job_id)
         root = latest.get(root_run_id(job_id))
-        self._check_continuable(job, root, query, files, interactive, tool_call_id, model)
+        await self._check_continuable(job, root, query, files, interactive, tool_call_id, model)
         if interactive:
             assert root is not None
             call = next(c for c in root.pending_calls if tool_call_id in (None, c.id))
@@ -422,8 +425,10 @@ class Runtime:
         The branch carries the history, counters and usage up to that checkpoint and takes the
         status that checkpoint describes (a finished run: its final status; a pause for a person:
         ``requestInteractiveToolResult``; work in progress: ``queued``). With ``query``/``files``
-        (or ``interactive``) it is then continued like :meth:`continue_job`.
+        (or ``interactive``) it is then continued like :meth:`continue_job`. Overrides out of the
+        ranges :meth:`submit` takes are a :class:`UsageError` (no branch is made).
         """
+        self._check_options(job_id, temperature, max_steps, max_retries)
         source = await self.get(job_id)
         checkpoint = await self.store.get_checkpoint(job_id, checkpoint_id)
         if checkpoint is None:
@@ -476,7 +481,7 @@ class Runtime:
         job.last_checkpoint_id = first.id
         if query or files or interactive:
             # Refuse a continuation that cannot be done before the branch exists: no dangling job.
-            self._check_continuable(job, first, query, files, interactive, tool_call_id, model)
+            await self._check_continuable(job, first, query, files, interactive, tool_call_id, model)
         await self.store.create(job, first)
         if query or files or interactive:
             return await self.continue_job(
@@ -485,7 +490,7 @@ class Runtime:
         self._wake()
         return job
 
-    def _check_continuable(
+    async def _check_continuable(
         self,
         job: Job,
         root: Checkpoint | None,
@@ -495,7 +500,8 @@ class Runtime:
         tool_call_id: str | None,
         model: str | None,
     ) -> None:
-        """Raise what :meth:`continue_job` would refuse, before anything is written."""
+        """Raise what :meth:`continue_job` would refuse, before anything is written (the files are
+        checked in a worker thread, never on the event loop)."""
         if interactive:
             if job.status is not S.REQUEST_INTERACTIVE_TOOL_RESULT:
                 raise CannotContinue(job.id, job.status)
@@ -513,9 +519,39 @@ class Runtime:
         if files:
             if self.workspace is None:
                 raise UsageError("files were given but the runtime has no workspace")
-            self.workspace.check(
+            await self.workspace.check_async(
                 job.application_id, tuple(files), self.models.get_info(model or job.model).provider
             )
+
+    @staticmethod
+    def _check_options(
+        job_id: str | None, temperature: float | None, max_steps: int | None, max_retries: int | None
+    ) -> None:
+        """Refuse a job option out of its range (``None``: not given) with a :class:`UsageError`
+        naming the field (and ``job_id``'s job), before anything is read or written.
+
+        The ranges are the API's: ``temperature`` 0..1, ``maxSteps`` 1..``MAX_STEPS_LIMIT``,
+        ``maxRetries`` 0..``MAX_RETRIES_LIMIT``; a library caller gets this error rather than a
+        store's (PostgreSQL holds both counts as int4).
+        """
+        where = f"job {job_id}: " if job_id is not None else ""
+        if temperature is not None:
+            if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+                raise UsageError(f"{where}temperature must be a number between 0 and 1, got {temperature!r}")
+            if not 0 <= temperature <= 1:
+                raise UsageError(f"{where}temperature must be between 0 and 1, got {temperature}")
+        for field, value, low, high, limit in (
+            ("maxSteps", max_steps, 1, MAX_STEPS_LIMIT, "MAX_STEPS_LIMIT"),
+            ("maxRetries", max_retries, 0, MAX_RETRIES_LIMIT, "MAX_RETRIES_LIMIT"),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UsageError(f"{where}{field} must be a whole number, got {value!r}")
+            if value < low:
+                raise UsageError(f"{where}{field} must be >= {low}, got {value}")
+            if value > high:
+                raise UsageError(f"{where}{field} must be at most {high} ({limit}), got {value}")
 
     def _apply_overrides(
         self,
