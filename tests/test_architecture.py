@@ -147,3 +147,14 @@ def test_the_page_names_only_files_that_exist() -> None:
     for path in set(re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.py)`", text)):
         candidates = [SOURCE / path, ROOT / path]
         assert any(p.exists() for p in candidates), path
+
+
+def test_the_repository_points_at_no_document_outside_it() -> None:
+    # The design and the API contract live in docs/: nothing may send a reader elsewhere.
+    outside = re.compile(r"DESIGN\.md|\.\./shared|/work/shared")
+    found = []
+    for path in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *SOURCE.rglob("*.py")]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if outside.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}")
+    assert found == []

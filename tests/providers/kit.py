@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,13 @@ def request(
     )
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """Bytes to answer with as they are."""
+
+    content: bytes
+
+
 @dataclass
 class Sent:
     """One request the SDK sent."""
@@ -77,6 +86,11 @@ class MockAPI:
         self._queue.append((status, body, headers or {}))
         return self
 
+    def raw(self, content: bytes, status: int = 200, content_type: str = "application/json") -> MockAPI:
+        """Queue a response of exactly these bytes (a body that is not JSON, or not valid JSON)."""
+        self._queue.append((status, RawBody(content), {"content-type": content_type}))
+        return self
+
     def fail(self, kind: str) -> MockAPI:
         """Queue a transport failure: ``"connect"`` or ``"timeout"``."""
         self._queue.append(kind)
@@ -93,6 +107,8 @@ class MockAPI:
             raise httpx2.ReadTimeout("read timed out", request=req)
         assert not isinstance(item, str)
         status, payload, headers = item
+        if isinstance(payload, RawBody):
+            return httpx2.Response(status, content=payload.content, headers=headers)
         return httpx2.Response(status, json=payload, headers=headers)
 
     def client(self) -> httpx2.AsyncClient:
@@ -103,3 +119,43 @@ class MockAPI:
     def body(self) -> Any:
         """The JSON body of the last request."""
         return self.sent[-1].body
+
+
+def anthropic_model_tables() -> list[dict[str, str] | list[str]]:
+    """The ``anthropic`` SDK's own tables of models it warns about on every call (retiring models;
+    models whose ``thinking.type=enabled`` is deprecated), as the installed release has them.
+
+    They change with every SDK release, so tests empty them (``tests/providers/conftest.py``) and
+    never depend on what they list. The tables are module globals of the Messages resources (read
+    at call time); a release without them yields none.
+    """
+    import importlib
+
+    tables: dict[int, dict[str, str] | list[str]] = {}
+    for name in ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for attribute in ("DEPRECATED_MODELS", "MODELS_TO_WARN_WITH_THINKING_ENABLED"):
+            table = getattr(module, attribute, None)
+            if isinstance(table, dict | list):
+                tables[id(table)] = table
+    return list(tables.values())
+
+
+@contextmanager
+def without_sdk_model_warnings() -> Iterator[None]:
+    """Empty the SDK's model tables (see :func:`anthropic_model_tables`) and restore them after."""
+    saved = [(table, table.copy()) for table in anthropic_model_tables()]
+    for table, _ in saved:
+        table.clear()
+    try:
+        yield
+    finally:
+        for table, copy in saved:
+            table.clear()
+            if isinstance(table, dict):
+                table.update(copy)  # type: ignore[call-overload]
+            else:
+                table.extend(copy)  # type: ignore[arg-type]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import warnings
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 
 from expert_jobs.domain.errors import ProviderError
@@ -22,7 +24,7 @@ from expert_jobs.domain.messages import (
 from expert_jobs.domain.usage import Usage
 from expert_jobs.ports.provider import Provider, ReasoningSettings
 from expert_jobs.providers.anthropic import AnthropicProvider
-from tests.providers.kit import TIME, WEATHER, MockAPI, fixture, request
+from tests.providers.kit import TIME, WEATHER, MockAPI, anthropic_model_tables, fixture, request
 
 MODEL = "claude-haiku-4-5"
 QUESTION = UserMessage.text("What is the weather in Paris?")
@@ -331,11 +333,36 @@ async def test_an_injected_client_gets_its_retries_switched_off() -> None:
     assert len(api.sent) == 1
 
 
-async def test_the_sdk_deprecation_warning_of_a_retiring_model_passes_through() -> None:
+async def test_a_warning_raised_inside_the_sdk_call_passes_through() -> None:
+    # A warning from under the SDK (here its HTTP client's transport), not one from the SDK's model list.
     api = MockAPI().reply(fixture("anthropic", "text"))
 
-    with pytest.warns(DeprecationWarning, match="claude-sonnet-4-5"):
-        await adapter(api).generate(request("claude-sonnet-4-5"))
+    def handle(req: httpx2.Request) -> httpx2.Response:
+        warnings.warn("this endpoint is deprecated", DeprecationWarning, stacklevel=2)
+        return api.handle(req)
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handle))
+    provider = AnthropicProvider(api_key="sk-ant-test", http_client=client)
+
+    with pytest.warns(DeprecationWarning, match="this endpoint is deprecated"):
+        response = await provider.generate(request(MODEL))
+
+    assert response.parts == (TextPart("Paris is sunny, 24 °C."),)
+
+
+async def test_the_sdk_deprecation_warning_of_a_retiring_model_passes_through() -> None:
+    # The SDK's own warning, for a made-up model put on its list (whatever the release lists itself).
+    tables = [t for t in anthropic_model_tables() if isinstance(t, dict)]
+    if not tables:
+        pytest.skip("this anthropic release keeps no table of retiring models")
+    api = MockAPI().reply(fixture("anthropic", "text"))
+    tables[0]["claude-test-retiring"] = "the day the tests say"
+
+    with pytest.warns(DeprecationWarning, match="claude-test-retiring") as caught:
+        response = await adapter(api).generate(request("claude-test-retiring"))
+
+    assert response.parts == (TextPart("Paris is sunny, 24 °C."),)
+    assert any("the day the tests say" in str(w.message) for w in caught)
 
 
 async def test_aclose_closes_only_a_client_it_created() -> None:

@@ -68,7 +68,6 @@ CASES: list[Case] = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 async def test_a_whole_job_with_a_parallel_call_and_an_interactive_pause(case: Case) -> None:
     name, model, parallel, make, usage_of, usage_key = case
     first, final = fixture(name, parallel), fixture(name, "text")

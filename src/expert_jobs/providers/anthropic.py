@@ -19,6 +19,11 @@ Mapping, in one pass over the history:
 Usage: Anthropic's ``input_tokens`` excludes cache reads and writes, so input = ``input_tokens`` +
 ``cache_read_input_tokens`` + ``cache_creation_input_tokens``; cached = ``cache_read_input_tokens``;
 output = ``output_tokens`` (thinking included); reasoning = ``output_tokens_details.thinking_tokens``.
+
+Errors: the body's ``error.type`` refines the HTTP status; a spend or credit limit is ``billing`` (not
+retried) whether the API says so with ``error.details.error_code`` (``enforced_spend_limit_reached``,
+a 429 the SDK raises as ``EnforcedSpendLimitReachedError``, a ``RateLimitError``) or only in the
+message (older API versions and SDKs without that class). Works with SDK 1.0 and later.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-from expert_jobs.domain.errors import ProviderError
+from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
 from expert_jobs.domain.messages import (
     AssistantMessage,
     AssistantPart,
@@ -49,21 +54,26 @@ from expert_jobs.providers._common import (
     IMAGE_MEDIA_TYPES,
     PDF_MEDIA_TYPE,
     AdapterBase,
+    InvalidResponse,
     build_response,
+    check_sdk_version,
+    dump_usage,
     error_from_status,
+    expect_type,
     file_as_text,
     int_at,
-    missing_sdk,
     object_schema,
-    transport_error,
+    sdk_import_error,
+    unexpected_error,
     unsupported_file,
 )
 
 try:
     import anthropic
     import httpx2
-except ImportError as exc:  # pragma: no cover - only without the extra installed
-    raise missing_sdk("anthropic", "anthropic") from exc
+except ImportError as exc:  # only without the extra installed, or with an SDK too old for httpx2
+    raise sdk_import_error("anthropic", "anthropic", exc) from exc
+check_sdk_version("anthropic", "anthropic")
 
 __all__ = ["AnthropicProvider", "anthropic_usage"]
 
@@ -78,18 +88,34 @@ _FINISH_REASONS: Mapping[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
-_ERROR_TYPES: Mapping[str, str] = {
+_ERROR_TYPES: Mapping[str, ProviderErrorKind] = {
     "invalid_request_error": "bad_request",
     "request_too_large": "bad_request",
     "authentication_error": "authentication",
     "permission_error": "authentication",
     "billing_error": "billing",
     "not_found_error": "not_found",
+    "conflict_error": "conflict",
     "rate_limit_error": "rate_limit",
     "api_error": "server",
     "overloaded_error": "overloaded",
     "timeout_error": "timeout",
 }
+
+_BILLING_CODES = frozenset(
+    {
+        "enforced_spend_limit_reached",
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+        "linked_organization_billing_unavailable",
+    }
+)
+"""``error.details.error_code`` values of a limit that waiting minutes does not lift (SDK 2.x names)."""
+
+_BILLING_PHRASES = ("credit balance", "spend limit", "api usage limits")
+"""How the messages of those limits read where the body has no code: "Your credit balance is too low",
+"This request would exceed your account's monthly spend limit", "You have reached your specified
+API usage limits"."""
 
 
 def anthropic_usage(raw: Mapping[str, Any]) -> Usage:
@@ -148,7 +174,7 @@ class AnthropicProvider(AdapterBase):
             await self._client.close()
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """One ``messages.create`` call; SDK errors become :class:`ProviderError`."""
+        """One ``messages.create`` call; every failure (a malformed answer too) is a ProviderError."""
         info = self.model_info(request.model)
         max_tokens, thinking = self._limits(request, info)
         try:
@@ -162,9 +188,16 @@ class AnthropicProvider(AdapterBase):
                 cache_control=self._cache_control,
                 timeout=self.timeout_for(request),
             )
-        except anthropic.AnthropicError as exc:
+        except anthropic.APIStatusError as exc:
             raise self._classify(exc) from exc
-        return self._response(message)
+        except Exception as exc:
+            raise unexpected_error(self.name, exc) from exc
+        try:
+            return self._response(message)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(self.name, exc) from exc
 
     @staticmethod
     def _tools(tools: Sequence[ToolDeclaration]) -> list[dict[str, Any]]:
@@ -238,8 +271,12 @@ class AnthropicProvider(AdapterBase):
         return {"type": "text", "text": text.text}
 
     def _response(self, message: anthropic.types.Message) -> GenerationResponse:
+        expect_type(message, anthropic.types.Message, "a message object")
+        content = message.content
+        if type(content) is not list:
+            raise InvalidResponse(f"'content' is {type(content).__name__}, not a list of blocks")
         parts: list[AssistantPart] = []
-        for block in message.content:
+        for block in content:
             if isinstance(block, anthropic.types.TextBlock):
                 parts.append(TextPart(block.text))
             elif isinstance(block, anthropic.types.ToolUseBlock):
@@ -248,22 +285,30 @@ class AnthropicProvider(AdapterBase):
                 parts.append(ThinkingPart(block.thinking, signature=block.signature, provider=self.name))
             elif isinstance(block, anthropic.types.RedactedThinkingBlock):
                 parts.append(ThinkingPart("", redacted_data=block.data, provider=self.name))
-        raw = message.usage.model_dump(mode="json", exclude_none=True)
+        if message.usage is None:
+            raise InvalidResponse("the answer has no 'usage'")
+        raw = dump_usage(message.usage)
         finish = _FINISH_REASONS.get(message.stop_reason or "", "other")
         return build_response(self.name, parts, finish, anthropic_usage(raw), raw, message.model)
 
-    def _classify(self, exc: anthropic.AnthropicError) -> ProviderError:
-        if isinstance(exc, anthropic.APIStatusError):
-            message = exc.api_message or exc.message
-            kind = _ERROR_TYPES.get(exc.type or "")
-            if kind == "bad_request" and "credit balance" in message.lower():
-                kind = "billing"
-            return error_from_status(
-                self.name, exc.status_code, message, kind=kind, headers=exc.response.headers
-            )
-        return transport_error(self.name, exc) or ProviderError(
-            f"{self.name} SDK error: {exc}", kind="other", provider=self.name
-        )
+    def _classify(self, exc: anthropic.APIStatusError) -> ProviderError:
+        """Classify by status, refined by the body's ``error`` object (read from the body itself, so
+        SDK releases without ``api_message``, ``type`` or ``error_code`` attributes work alike)."""
+        body = exc.body if isinstance(exc.body, Mapping) else {}
+        error = body.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        details = error.get("details")
+        code = details.get("error_code") if isinstance(details, Mapping) else None
+        text = error.get("message")
+        message = text if isinstance(text, str) and text else exc.message
+        error_type = error.get("type")
+        kind = _ERROR_TYPES.get(error_type) if isinstance(error_type, str) else None
+        lowered = message.lower()
+        if code in _BILLING_CODES or (
+            kind in ("bad_request", "rate_limit", None) and any(p in lowered for p in _BILLING_PHRASES)
+        ):
+            kind = "billing"
+        return error_from_status(self.name, exc.status_code, message, kind=kind, headers=exc.response.headers)
 
 
 def _non_empty(part: TextPart | FilePart) -> bool:

@@ -39,14 +39,18 @@ from expert_jobs.ports.provider import FinishReason, GenerationRequest, Generati
 from expert_jobs.providers._common import (
     DEFAULT_TIMEOUT,
     AdapterBase,
+    InvalidResponse,
     build_response,
     dump_arguments,
+    dump_usage,
+    expect_type,
     file_as_text,
     int_at,
     load_arguments,
-    missing_sdk,
     object_schema,
     result_text,
+    sdk_import_error,
+    unexpected_error,
     unsupported_file,
 )
 from expert_jobs.providers.openai import openai_client, openai_error
@@ -55,8 +59,8 @@ try:
     import httpx2
     import openai
     from openai.types.chat import ChatCompletion
-except ImportError as exc:  # pragma: no cover - only without the extra installed
-    raise missing_sdk("openai", "openai") from exc
+except ImportError as exc:  # only without the extra installed (openai.py checks the version)
+    raise sdk_import_error("openai", "openai", exc) from exc
 
 __all__ = ["DEEPSEEK_BASE_URL", "DeepSeekProvider", "deepseek_usage"]
 
@@ -117,7 +121,7 @@ class DeepSeekProvider(AdapterBase):
             await self._client.close()
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """One ``chat.completions.create`` call; SDK errors become :class:`ProviderError`."""
+        """One ``chat.completions.create`` call; every failure (a malformed answer too) is a ProviderError."""
         info = self.model_info(request.model)
         temperature = self.temperature_for(request, info)
         effort = request.reasoning.effort if info.reasons and request.reasoning is not None else None
@@ -131,9 +135,14 @@ class DeepSeekProvider(AdapterBase):
                 reasoning_effort=effort or openai.omit,
                 timeout=self.timeout_for(request),
             )
-        except openai.OpenAIError as exc:
+        except Exception as exc:
             raise openai_error(self.name, exc) from exc
-        return self._response(completion)
+        try:
+            return self._response(completion)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(self.name, exc) from exc
 
     @staticmethod
     def _tools(request: GenerationRequest) -> list[dict[str, Any]]:
@@ -205,13 +214,17 @@ class DeepSeekProvider(AdapterBase):
         return message
 
     def _response(self, completion: ChatCompletion) -> GenerationResponse:
-        raw = completion.usage.model_dump(mode="json", exclude_none=True) if completion.usage else {}
+        expect_type(completion, ChatCompletion, "a chat completion object")
+        raw = dump_usage(completion.usage)
         usage = deepseek_usage(raw)
-        if not completion.choices:
+        choices = completion.choices
+        if type(choices) is not list:
+            raise InvalidResponse(f"'choices' is {type(choices).__name__}, not a list")
+        if not choices:
             raise ProviderError(
                 f"{self.name} returned no choices", kind="empty_output", provider=self.name, usage=usage
             )
-        choice = completion.choices[0]
+        choice = choices[0]
         if choice.finish_reason == "insufficient_system_resource":  # type: ignore[comparison-overlap]
             raise ProviderError(
                 f"{self.name} interrupted the generation: insufficient system resource",

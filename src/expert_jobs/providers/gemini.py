@@ -30,7 +30,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from expert_jobs.domain.errors import ProviderError
+from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
 from expert_jobs.domain.messages import (
     AssistantMessage,
     AssistantPart,
@@ -49,14 +49,18 @@ from expert_jobs.providers._common import (
     DEFAULT_TIMEOUT,
     EFFORT_BUDGETS,
     AdapterBase,
+    InvalidResponse,
     build_response,
+    check_sdk_version,
+    dump_usage,
     error_from_status,
+    expect_type,
     file_as_text,
     int_at,
-    missing_sdk,
     object_schema,
     parse_duration,
-    transport_error,
+    sdk_import_error,
+    unexpected_error,
 )
 
 try:
@@ -64,10 +68,11 @@ try:
     from google import genai
     from google.genai import errors as genai_errors
     from google.genai import types
-except ImportError as exc:  # pragma: no cover - only without the extra installed
-    raise missing_sdk("google-genai", "google") from exc
+except ImportError as exc:  # only without the extra installed, or with an SDK too old for httpx2
+    raise sdk_import_error("google-genai", "google", exc) from exc
+check_sdk_version("google-genai", "google")
 
-__all__ = ["SYNTHETIC_ID_PREFIX", "GeminiProvider", "gemini_usage"]
+__all__ = ["RETRY_STATUSES", "SYNTHETIC_ID_PREFIX", "GeminiProvider", "gemini_usage"]
 
 SYNTHETIC_ID_PREFIX = "gemini_call_"
 """Prefix of the tool-call ids this adapter makes up when Gemini gives none."""
@@ -76,6 +81,10 @@ _PLACEHOLDER_SIGNATURE = b"skip_thought_signature_validator"
 """Google's documented stand-in for a function call whose thought signature is unknown (Gemini 3)."""
 
 _NO_RETRY = types.HttpRetryOptions(attempts=1)
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""The HTTP statuses ``google-genai`` itself retries (its ``_RETRY_HTTP_STATUS_CODES``); the engine
+retries the same ones (unless the body says billing or authentication)."""
 
 _FILTERED = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -147,7 +156,8 @@ class GeminiProvider(AdapterBase):
             await self._client.aio.aclose()
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """One ``aio.models.generate_content`` call; SDK errors become :class:`ProviderError`."""
+        """One ``aio.models.generate_content`` call; every failure (a malformed answer too) is a
+        :class:`ProviderError`."""
         info = self.model_info(request.model)
         config = types.GenerateContentConfig(
             system_instruction=request.system or None,
@@ -168,11 +178,13 @@ class GeminiProvider(AdapterBase):
         except genai_errors.APIError as exc:
             raise self._classify(exc) from exc
         except Exception as exc:
-            error = transport_error(self.name, exc)
-            if error is None:
-                raise
-            raise error from exc
-        return self._response(response, turn=len(request.messages))
+            raise unexpected_error(self.name, exc) from exc
+        try:
+            return self._response(response, turn=len(request.messages))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(self.name, exc) from exc
 
     @staticmethod
     def _tools(request: GenerationRequest) -> types.ToolListUnion | None:
@@ -276,11 +288,8 @@ class GeminiProvider(AdapterBase):
         return result
 
     def _response(self, response: types.GenerateContentResponse, *, turn: int) -> GenerationResponse:
-        raw = (
-            response.usage_metadata.model_dump(mode="json", exclude_none=True)
-            if response.usage_metadata
-            else {}
-        )
+        expect_type(response, types.GenerateContentResponse, "a GenerateContentResponse")
+        raw = dump_usage(response.usage_metadata, mode="json")
         usage = gemini_usage(raw)
         parts: list[AssistantPart] = []
         finish: FinishReason = "other"
@@ -289,7 +298,13 @@ class GeminiProvider(AdapterBase):
             feedback = response.prompt_feedback
             if feedback is not None and feedback.block_reason is not None:
                 finish = "content_filter"
+            elif response.usage_metadata is None and feedback is None:
+                # Every answer of the API has usage metadata (a blocked prompt: prompt feedback too);
+                # one with none of candidates, feedback and usage is some other JSON object.
+                raise InvalidResponse("no candidates, no prompt feedback and no usage metadata")
         else:
+            if candidate.content is None and candidate.finish_reason is None:
+                raise InvalidResponse(f"a candidate has neither content nor a finish reason: {candidate!r}")
             finish = _finish_reason(candidate.finish_reason)
             calls = 0
             for part in (candidate.content.parts if candidate.content else None) or ():
@@ -306,29 +321,63 @@ class GeminiProvider(AdapterBase):
         return build_response(self.name, parts, finish, usage, raw, response.model_version)
 
     def _classify(self, exc: genai_errors.APIError) -> ProviderError:
-        """Classify by HTTP status, refined by the body's ``status`` and ``details``."""
+        """Classify by HTTP status, refined by the body's ``status`` and ``details``.
+
+        ``details`` holds Google's standard error details: ``ErrorInfo.reason`` (``API_KEY_*`` is
+        authentication, ``BILLING_DISABLED`` billing), ``QuotaFailure.violations`` (a ``RESOURCE_EXHAUSTED``
+        429 over a per-day quota is billing: it lifts tomorrow, not within the job's retries; a
+        per-minute one is a rate limit) and ``RetryInfo.retryDelay`` (the ``retry_after``). A quota
+        whose limit is 0 (the model is not in the key's tier: "limit: 0" in the message) is billing
+        too. As ``google-genai`` does, only :data:`RETRY_STATUSES` are retried (not 409, 501, ...) and
+        no ``x-should-retry`` header is consulted.
+        """
         body = exc.details if isinstance(exc.details, Mapping) else {}
         error = body.get("error", body)
         details = error.get("details") if isinstance(error, Mapping) else None
         reasons: set[str] = set()
+        daily_quota = False
         retry_delay: float | None = None
         for detail in details if isinstance(details, list) else ():
-            if isinstance(detail, Mapping):
-                if isinstance(detail.get("reason"), str):
-                    reasons.add(detail["reason"])
-                retry_delay = (
-                    retry_delay if retry_delay is not None else parse_duration(detail.get("retryDelay"))
-                )
-        message = exc.message or str(exc)
-        kind: str | None = None
+            if not isinstance(detail, Mapping):
+                continue
+            if isinstance(detail.get("reason"), str):
+                reasons.add(detail["reason"])
+            violations = detail.get("violations")
+            for violation in violations if isinstance(violations, list) else ():
+                if isinstance(violation, Mapping) and _is_daily_quota(violation):
+                    daily_quota = True
+            retry_delay = retry_delay if retry_delay is not None else parse_duration(detail.get("retryDelay"))
+        message = exc.message if isinstance(exc.message, str) and exc.message else str(exc)
+        lowered = message.lower()
+        kind: ProviderErrorKind | None = None
         if any(reason.startswith("API_KEY_") for reason in reasons):
             kind = "authentication"
-        elif exc.status == "FAILED_PRECONDITION" and "billing" in message.lower():
+        elif "BILLING_DISABLED" in reasons or (
+            exc.status == "FAILED_PRECONDITION" and "billing" in lowered
+        ) or (exc.status == "RESOURCE_EXHAUSTED" and (daily_quota or "limit: 0," in lowered)):
             kind = "billing"
         headers = exc.response.headers if isinstance(exc.response, httpx2.Response) else None
+        code = exc.code if isinstance(exc.code, int) else 0
         return error_from_status(
-            self.name, exc.code or 0, message, kind=kind, retry_after=retry_delay, headers=headers
+            self.name,
+            code,
+            message,
+            kind=kind,
+            retry_after=retry_delay,
+            headers=headers,
+            should_retry_header=False,
+            retry_statuses=RETRY_STATUSES,
         )
+
+
+def _is_daily_quota(violation: Mapping[str, Any]) -> bool:
+    """Whether a ``QuotaFailure`` violation is over a per-day quota (``...PerDay...`` quota id, or a
+    ``..._per_day`` metric), as opposed to a per-minute rate limit."""
+    quota_id = violation.get("quotaId")
+    metric = violation.get("quotaMetric")
+    return (isinstance(quota_id, str) and "PerDay" in quota_id) or (
+        isinstance(metric, str) and "per_day" in metric
+    )
 
 
 def _finish_reason(reason: types.FinishReason | None) -> FinishReason:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 
-from expert_jobs.domain.errors import ProviderError
+from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
 from expert_jobs.domain.messages import (
     AssistantMessage,
     AssistantPart,
@@ -49,17 +49,21 @@ from expert_jobs.providers._common import (
     IMAGE_MEDIA_TYPES,
     PDF_MEDIA_TYPE,
     AdapterBase,
+    InvalidResponse,
     build_response,
+    check_sdk_version,
     data_url,
     dump_arguments,
+    dump_usage,
     error_from_status,
+    expect_type,
     file_as_text,
     int_at,
     load_arguments,
-    missing_sdk,
     object_schema,
     result_text,
-    transport_error,
+    sdk_import_error,
+    unexpected_error,
     unsupported_file,
 )
 
@@ -67,13 +71,28 @@ try:
     import httpx2
     import openai
     from openai.types import responses as rtypes
-except ImportError as exc:  # pragma: no cover - only without the extra installed
-    raise missing_sdk("openai", "openai") from exc
+except ImportError as exc:  # only without the extra installed, or with an SDK too old for httpx2
+    raise sdk_import_error("openai", "openai", exc) from exc
+check_sdk_version("openai", "openai")
 
 __all__ = ["OpenAIProvider", "openai_client", "openai_error", "openai_usage"]
 
 MODELS_WITHOUT_FUNCTION_TOOLS = frozenset({"gpt-5-chat-latest"})
 """Models the API refuses ``tools`` for ("tools is not supported in this model")."""
+
+BILLING_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+        "billing_hard_limit_reached",
+        "billing_not_active",
+    }
+)
+"""``error.code`` / ``error.type`` values of a 429 (or 403) that is out of credit, quota or spend limit:
+retrying does not restore access, so they are ``billing`` and not retried."""
 
 _INCOMPLETE_REASONS: Mapping[str, FinishReason] = {
     "max_output_tokens": "length",
@@ -97,27 +116,29 @@ def openai_client(
     return (client if client.max_retries == 0 else client.with_options(max_retries=0)), False
 
 
-def openai_error(provider: str, exc: openai.OpenAIError) -> ProviderError:
-    """Classify an ``openai`` SDK error (OpenAI's API or an OpenAI-compatible one such as DeepSeek's).
+def openai_error(provider: str, exc: Exception) -> ProviderError:
+    """Classify what an ``openai`` SDK call raised (OpenAI's API or an OpenAI-compatible one such as
+    DeepSeek's).
 
-    A 429 whose code or type is ``insufficient_quota`` is billing (not retried); ``invalid_api_key``
-    is authentication and ``model_not_found`` not found whatever the status.
+    An HTTP error whose code or type is one of :data:`BILLING_CODES` (``insufficient_quota``,
+    ``credit_balance_exhausted``, a spend or usage limit) is billing (not retried); ``invalid_api_key``
+    is authentication and ``model_not_found`` not found whatever the status. Anything else goes
+    through :func:`~expert_jobs.providers._common.unexpected_error` (transport failures, a body that
+    did not parse).
     """
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body if isinstance(exc.body, Mapping) else {}
-        message = str(body.get("message") or exc.message)
-        markers = {exc.code, exc.type}
-        kind: str | None = None
-        if "insufficient_quota" in markers:
-            kind = "billing"
-        elif "invalid_api_key" in markers:
-            kind = "authentication"
-        elif "model_not_found" in markers:
-            kind = "not_found"
-        return error_from_status(provider, exc.status_code, message, kind=kind, headers=exc.response.headers)
-    return transport_error(provider, exc) or ProviderError(
-        f"{provider} SDK error: {exc}", kind="other", provider=provider
-    )
+    if not isinstance(exc, openai.APIStatusError):
+        return unexpected_error(provider, exc)
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    message = str(body.get("message") or exc.message)
+    markers = {exc.code, exc.type}
+    kind: ProviderErrorKind | None = None
+    if markers & BILLING_CODES:
+        kind = "billing"
+    elif "invalid_api_key" in markers:
+        kind = "authentication"
+    elif "model_not_found" in markers:
+        kind = "not_found"
+    return error_from_status(provider, exc.status_code, message, kind=kind, headers=exc.response.headers)
 
 
 def openai_usage(raw: Mapping[str, Any]) -> Usage:
@@ -182,7 +203,7 @@ class OpenAIProvider(AdapterBase):
             await self._client.close()
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """One ``responses.create`` call; SDK errors become :class:`ProviderError`."""
+        """One ``responses.create`` call; every failure (a malformed answer too) is a ProviderError."""
         info = self.model_info(request.model)
         if request.tools and request.model in MODELS_WITHOUT_FUNCTION_TOOLS:
             raise self.error(
@@ -216,9 +237,14 @@ class OpenAIProvider(AdapterBase):
                 max_output_tokens=request.max_output_tokens or openai.omit,
                 timeout=self.timeout_for(request),
             )
-        except openai.OpenAIError as exc:
+        except Exception as exc:
             raise openai_error(self.name, exc) from exc
-        return self._response(response)
+        try:
+            return self._response(response)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(self.name, exc) from exc
 
     def _reasoning(self, request: GenerationRequest, info: ModelInfo) -> dict[str, str] | None:
         if not info.reasons:
@@ -281,11 +307,15 @@ class OpenAIProvider(AdapterBase):
         return content
 
     def _response(self, response: rtypes.Response) -> GenerationResponse:
+        expect_type(response, rtypes.Response, "a response object")
         if response.status == "failed":
             raise self._failed(response)
+        output = response.output
+        if type(output) is not list:
+            raise InvalidResponse(f"'output' is {type(output).__name__}, not a list of items")
         parts: list[AssistantPart] = []
         refused = False
-        for item in response.output:
+        for item in output:
             if isinstance(item, rtypes.ResponseOutputMessage):
                 for content in item.content:
                     if isinstance(content, rtypes.ResponseOutputText):
@@ -314,15 +344,15 @@ class OpenAIProvider(AdapterBase):
         if response.status == "incomplete":
             reason = response.incomplete_details.reason if response.incomplete_details else None
             finish = _INCOMPLETE_REASONS.get(reason or "", "other")
-        raw = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else {}
+        raw = dump_usage(response.usage)
         return build_response(self.name, parts, finish, openai_usage(raw), raw, response.model)
 
     def _failed(self, response: rtypes.Response) -> ProviderError:
         """A response that came back with ``status: failed`` (an error the HTTP status did not carry)."""
         code = response.error.code if response.error else "server_error"
         message = response.error.message if response.error else "response failed"
-        kind = "rate_limit" if code == "rate_limit_exceeded" else "server"
-        raw = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else {}
+        kind: ProviderErrorKind = "rate_limit" if code == "rate_limit_exceeded" else "server"
+        raw = dump_usage(response.usage)
         return ProviderError(
             f"{self.name} response failed ({code}): {message}",
             kind=kind,

@@ -4,21 +4,28 @@
   kind, delays, usage per turn); a mapping of scripts picks one per expert key.
 - :class:`FunctionProvider` answers with a function of the request (the one-function fake).
 - :class:`TestProvider` calls every declared tool once with schema-valid arguments, then answers.
+
+Like the real adapters, they answer garbage with a ``ProviderError`` of kind ``invalid_response``
+rather than hand it to the engine: a scripted turn whose usage is not a :class:`Usage` or is above
+``MAX_CALL_TOKENS`` (checked once, when the script is built), a function's return value that is not a
+``GenerationResponse`` of assistant parts and sane usage (checked on every call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from expert_jobs.domain.errors import ProviderError
+from expert_jobs.domain.errors import ProviderError, ProviderErrorKind, check_provider_error_kind
 from expert_jobs.domain.messages import AssistantMessage, AssistantPart, TextPart, ThinkingPart, ToolCall
 from expert_jobs.domain.usage import Usage
 from expert_jobs.ports.provider import GenerationRequest, GenerationResponse
+from expert_jobs.providers._common import check_response, check_usage
 
 __all__ = [
     "Call",
@@ -76,17 +83,39 @@ class ToolCalls:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """A failed attempt: raises ``ProviderError`` of ``kind`` (retryable per kind unless told)."""
+    """A failed attempt: raises ``ProviderError`` of ``kind`` (retryable per kind unless told).
 
-    kind: str = "server"
+    ``kind`` is a :data:`~expert_jobs.domain.errors.ProviderErrorKind`; any other (a typo such as
+    ``"overlaoded"``) raises :class:`~expert_jobs.domain.errors.UsageError` naming the known kinds.
+    """
+
+    kind: ProviderErrorKind = "server"
     message: str = "scripted failure"
     retry_after: float | None = None
     usage: Usage | None = None
     retryable: bool | None = None
     delay: float = 0.0
 
+    def __post_init__(self) -> None:
+        check_provider_error_kind(self.kind, "Fail kind")
+
 
 Turn = Reply | ToolCalls | Fail
+
+
+def _checked(turn: Turn) -> Turn:
+    """``turn``, or a ``Fail`` of kind ``invalid_response`` when its usage is garbage (see module doc)."""
+    usage = turn.usage
+    if usage is None:
+        return turn
+    if type(usage) is not Usage:
+        message = f"scripted returned an invalid response: usage must be a Usage, got {type(usage).__name__}"
+        return Fail("invalid_response", message, delay=turn.delay)
+    try:
+        check_usage("scripted", usage)
+    except ProviderError as exc:
+        return Fail("invalid_response", str(exc), delay=turn.delay)
+    return turn
 
 
 class ScriptExhausted(ProviderError):
@@ -134,7 +163,10 @@ class ScriptedProvider:
     ) -> None:
         scripts = script if isinstance(script, Mapping) else {"*": script}
         self._scripts: dict[str, tuple[tuple[Turn, GenerationResponse | None], ...]] = {
-            key: tuple((t, None if isinstance(t, Fail) else _response(t, i)) for i, t in enumerate(turns))
+            key: tuple(
+                (t, None if isinstance(t, Fail) else _response(t, i))
+                for i, t in enumerate(_checked(turn) for turn in turns)
+            )
             for key, turns in scripts.items()
         }
         self._cursor: dict[str | None, int] = {}
@@ -206,7 +238,11 @@ def _skip_played(script: Sequence[tuple[Turn, GenerationResponse | None]], succe
 
 
 class FunctionProvider:
-    """A provider whose answer is ``fn(request)`` (sync or async) — the one-function fake."""
+    """A provider whose answer is ``fn(request)`` (sync or async) — the one-function fake.
+
+    A return value that is not a :class:`GenerationResponse` of assistant parts with a sane
+    :class:`Usage` is a ``ProviderError`` of kind ``invalid_response`` (retryable), not a crash.
+    """
 
     def __init__(
         self, fn: Callable[[GenerationRequest], GenerationResponse | Awaitable[GenerationResponse]]
@@ -214,11 +250,11 @@ class FunctionProvider:
         self._fn = fn
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """Return what the function returns."""
-        result = self._fn(request)
-        if isinstance(result, GenerationResponse):
-            return result
-        return await result
+        """Return what the function returns, once checked."""
+        result: object = self._fn(request)
+        if type(result) is not GenerationResponse and inspect.isawaitable(result):
+            result = await result
+        return check_response("function", result)
 
 
 def example_arguments(schema: Mapping[str, Any]) -> Any:
