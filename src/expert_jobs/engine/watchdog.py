@@ -74,5 +74,9 @@ class Watchdog:
                             self._fired.add(task)
                             task.cancel("expert-jobs: deadline passed")
         finally:
-            if self._watcher is asyncio.current_task():
+            try:
+                current = asyncio.current_task()
+            except RuntimeError:  # closed by the collector after its loop is gone
+                current = None
+            if current is None or self._watcher is current:
                 self._watching = None
