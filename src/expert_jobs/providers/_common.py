@@ -84,7 +84,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 300.0
-"""Seconds a generation may take when the request does not say (the runtime's default ``generation_timeout``)."""
+"""Seconds a generation may take when the request does not say (as ``generation_timeout``)."""
 
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
 """Output cap sent where a provider requires one and the request gives none (capped by the model)."""
