@@ -3,6 +3,7 @@ error bodies it shows are the ones the code sends."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -48,3 +49,22 @@ def test_every_operation_with_a_body_declares_the_413() -> None:
             if "requestBody" in operation:
                 assert operation["responses"]["413"]["content"]["application/json"], (method, path)
     assert "| 413 | `Payload Too Large` |" in DOC
+
+
+def test_the_documented_checkpoints_match_the_checkpoint_schema() -> None:
+    from expert_jobs.domain.wire import CheckpointListResponse, CheckpointWire, JobErrorWire
+
+    blocks = re.findall(r"```json\n(.*?)```", DOC, flags=re.DOTALL)
+    pages = [json.loads(b) for b in blocks if '"checkpoints": [' in b]
+    assert pages, "docs/api.md shows a page of checkpoints"
+    for page in pages:
+        CheckpointListResponse.model_validate(page)
+        assert '"call_id"' not in json.dumps(page) and '"is_error"' not in json.dumps(page)
+    streamed = re.findall(r"^data: (\{.*\})$", DOC, flags=re.MULTILINE)
+    assert streamed
+    for line in streamed:
+        CheckpointWire.model_validate(json.loads(line))
+    errors = [json.loads(b) for b in blocks if b.lstrip().startswith('{\n  "kind"')]
+    assert errors
+    for error in errors:
+        JobErrorWire.model_validate(error)

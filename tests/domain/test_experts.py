@@ -83,9 +83,12 @@ def test_tool_names_are_distinct_across_tools_interactive_tools_and_delegates() 
 
 def test_interactive_tools_have_a_description_and_a_json_input_schema() -> None:
     spec = InteractiveToolSpec.model_validate(
-        {"name": "ask", "description": "Ask a person.", "inputSchema": {"type": "object"}}
+        {"name": "ask", "description": "Ask a person.", "input_schema": {"type": "object"}}
     )
     assert spec.input_schema == {"type": "object"}
+    assert InteractiveToolSpec(name="ask", input_schema={"type": "object"}) == spec.model_copy(
+        update={"description": ""}
+    )
     assert InteractiveToolSpec(name="ok").input_schema == {"type": "object", "properties": {}}
     with pytest.raises(ValidationError, match="description"):
         InteractiveToolSpec(name="ask", description="d" * 2049)
@@ -204,3 +207,28 @@ def test_the_highest_semver_agrees_with_the_semver_spec(found_versions: list[str
     found = registry.get("writer")
     assert found is not None and found.version is not None
     assert semver_precedence(found.version) == max(semver_precedence(v) for v in found_versions)
+
+
+@pytest.mark.parametrize("other", ["inputSchema", "inputJsonSchema", "input_json_schema"])
+def test_an_interactive_tool_schema_has_one_name_in_python(other: str) -> None:
+    with pytest.raises(ValidationError, match=f"not '{other}' .*: use input_schema"):
+        InteractiveToolSpec.model_validate({"name": "ask", other: {"type": "object"}})
+    with pytest.raises(ValidationError, match="use input_schema"):
+        InteractiveToolSpec(name="ask", **{other: {"type": "object"}})
+
+
+def test_an_interactive_tool_schema_describes_an_object() -> None:
+    with pytest.raises(ValidationError, match="the input schema's type must be 'object', got 'string'"):
+        InteractiveToolSpec(name="ask", input_schema={"type": "string"})
+
+
+@pytest.mark.parametrize("other", ["inputSchema", "input_schema", "input_json_schema"])
+def test_the_configuration_file_names_the_schema_input_json_schema_only(other: str) -> None:
+    from expert_jobs.config import ConfigError, parse_config
+
+    skill = {"type": "interactiveSkill", "tools": {"ask": {other: {"type": "object"}}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"experts": {"x": {"instruction": "i", "skills": {"people": {**skill}}}}})
+    [(where, problem)] = caught.value.problems
+    assert where == 'experts."x".skills."people".tools."ask"'
+    assert f"unknown key '{other}' (did you mean 'inputJsonSchema'?)" in problem

@@ -27,7 +27,7 @@ from expert_jobs.testing import LifecycleStateMachine, legal_trigger_sequences, 
 
 from .factories import make_job
 
-# DESIGN.md's table, transcribed by hand: the code's TRANSITIONS must say exactly this.
+# docs/architecture.md's lifecycle table, by hand: the code's TRANSITIONS must say exactly this.
 DESIGN_TABLE: list[tuple[str, list[str], str]] = [
     ("start", ["queued"], "processing"),
     ("complete", ["processing"], "completed"),

@@ -42,7 +42,7 @@ def make_runtime(
         "main@1.0.0",
         "You are the main expert.",
         tools=expert.pop("tools", [add]),
-        interactive_tools=expert.pop("interactive_tools", [{"name": "ask", "inputSchema": ASK_SCHEMA}]),
+        interactive_tools=expert.pop("interactive_tools", [{"name": "ask", "input_schema": ASK_SCHEMA}]),
         delegates=expert.pop("delegates", ["helper", "other"]),
     )
     return runtime

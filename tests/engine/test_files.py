@@ -141,6 +141,8 @@ async def test_count_and_size_limits_are_checked_off_the_loop_and_again_when_rea
     assert done.status is JobStatus.FAILED
     assert done.error is not None
     assert "file 'a.txt': the file holds 11 bytes; a file may hold at most 10 bytes" in done.error.message
+    # A configuration problem found while running: kind usage, naming its exception.
+    assert (done.error.kind, done.error.exception, done.error.job_id) == ("usage", "FileRefused", job.id)
 
 
 async def test_the_runtime_checks_files_off_the_event_loop(

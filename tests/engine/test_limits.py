@@ -293,16 +293,16 @@ async def test_a_job_over_its_running_time_fails_at_the_next_step(clock: FakeClo
     job = await runtime.run("main@1.0.0", "q")
     assert job.status is S.FAILED
     assert job.total_steps == 3 and job.total_duration_ms == 12_000  # 3 steps of 4 s: over 10 s
-    assert job.error is not None and job.error["kind"] == "job_timeout"
-    assert job.error["message"] == "the job ran for 12.0 s, over its limit of 10 s (job_timeout)"
-    assert (job.error["limitSeconds"], job.error["jobId"]) == (10, job.id)
+    assert job.error is not None and job.error.kind == "job_timeout"
+    assert job.error.message == "the job ran for 12.0 s, over its limit of 10 s (job_timeout)"
+    assert (job.error.details["limitSeconds"], job.error.job_id) == (10, job.id)
     last = (await checkpoints(runtime, job))[-1]
     assert (last.kind, last.status, last.run_state) == ("stop", S.FAILED, "failed")
     # The clock runs on across follow-ups: a follow-up of a job over its time fails at once.
     await runtime.continue_job(job.id, "and now?")
     again = await runtime.drive(job.id)
     assert again.status is S.FAILED and again.total_steps == 3
-    assert again.error is not None and again.error["kind"] == "job_timeout"
+    assert again.error is not None and again.error.kind == "job_timeout"
 
 
 async def test_the_job_timer_abandons_a_hung_tool_and_keeps_the_history_valid() -> None:
@@ -315,8 +315,8 @@ async def test_the_job_timer_abandons_a_hung_tool_and_keeps_the_history_valid() 
     runtime = _real_runtime([ToolCalls.of(("hang", {})), Reply("never")], settings, tools=[hang])
     job = await asyncio.wait_for(runtime.run("main", "q"), BOUND)
     assert job.status is S.FAILED and job.lease_owner is None
-    assert job.error is not None and job.error["kind"] == "job_timeout"
-    assert "over its limit of 0.3 s" in job.error["message"]
+    assert job.error is not None and job.error.kind == "job_timeout"
+    assert "over its limit of 0.3 s" in job.error.message
     stored = await runtime.get(job.id)
     assert stored.status is S.FAILED and stored.lease_owner is None
     history = await runtime.store.load_history(job.id, root_run_id(job.id))
@@ -333,7 +333,7 @@ async def test_the_job_timer_abandons_a_hung_generation() -> None:
     runtime.add_expert("main", "Main.")
     job = await asyncio.wait_for(runtime.run("main", "q"), BOUND)
     assert job.status is S.FAILED
-    assert job.error is not None and job.error["kind"] == "job_timeout"
+    assert job.error is not None and job.error.kind == "job_timeout"
     assert not isinstance(
         (await runtime.store.load_history(job.id, root_run_id(job.id)))[-1], AssistantMessage
     )

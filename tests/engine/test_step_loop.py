@@ -1,4 +1,4 @@
-"""The step loop's decided semantics (DESIGN.md "Step loop semantics"), one test per rule."""
+"""The step loop's decided semantics (the README's "Step loop semantics"), one test per rule."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from expert_jobs import (
     UsageError,
     UserMessage,
 )
+from expert_jobs.domain.errors import JobError
 from expert_jobs.providers.scripted import Call
 
 from .conftest import checkpoints, make_runtime
@@ -54,7 +55,7 @@ async def test_exactly_max_steps_steps_run_then_exceeded(max_steps: int) -> None
     job = await runtime.run("main@1.0.0", "loop", max_steps=max_steps)
     assert job.status is S.EXCEEDED_MAX_STEPS
     assert job.total_steps == max_steps
-    assert job.error is not None and f"maxSteps={max_steps}" in job.error["message"]
+    assert job.error is not None and f"maxSteps={max_steps}" in job.error.message
 
 
 async def test_completion_at_the_last_allowed_step_wins_over_the_limit() -> None:
@@ -133,10 +134,37 @@ async def test_retries_exhausted_fail_the_job_with_the_last_error(clock: FakeClo
     job = await runtime.run("main@1.0.0", "q", max_retries=2)
     assert job.status is S.FAILED
     assert job.error is not None
-    assert "3 consecutive failed attempts exhausted maxRetries=2" in job.error["message"]
-    assert "boom 3" in job.error["message"]
+    assert "3 consecutive failed attempts exhausted maxRetries=2" in job.error.message
+    assert "boom 3" in job.error.message
     assert job.total_steps == 0  # a failed attempt is not a step
     assert len(clock.sleeps) == 2
+
+
+async def test_the_jobs_error_is_a_typed_value_with_its_context(clock: FakeClock) -> None:
+    runtime = make_runtime(
+        [ToolCalls.of(("add", {"a": 1, "b": 2}))] + [Fail("rate_limit", "slow")] * 3, clock=clock
+    )
+    job = await runtime.run("main@1.0.0", "q", max_retries=2)
+    assert job.status is S.FAILED
+    assert job.error == JobError(
+        "rate_limit",
+        "3 consecutive failed attempts exhausted maxRetries=2: slow",
+        retryable=True,
+        attempt=3,
+        provider="scripted",
+        job_id=job.id,
+        step=2,  # the step whose model call failed
+    )
+    stored = await runtime.get(job.id)
+    assert stored.error == job.error
+    [*_, last] = await checkpoints(runtime, job)
+    assert last.error == job.error
+    assert last.to_wire()["error"] == job.error.to_data()
+
+    exceeded = await make_runtime([ToolCalls.of(("add", {"a": 1, "b": 1}))] * 3).run(
+        "main@1.0.0", "loop", max_steps=1
+    )
+    assert exceeded.error == JobError("max_steps", "step 1 reached maxSteps=1", job_id=exceeded.id)
 
 
 async def test_max_retries_zero_fails_on_the_first_failure(clock: FakeClock) -> None:
@@ -151,7 +179,7 @@ async def test_non_retryable_errors_fail_at_once(kind: str, clock: FakeClock) ->
     runtime = make_runtime([Fail(kind, "nope"), Reply("never")], clock=clock)
     job = await runtime.run("main@1.0.0", "q", max_retries=5)
     assert job.status is S.FAILED
-    assert job.error is not None and job.error["kind"] == kind and job.error["retryable"] is False
+    assert job.error is not None and job.error.kind == kind and job.error.retryable is False
     assert clock.sleeps == []
 
 

@@ -71,7 +71,7 @@ async def _assert_rests_failed(runtime: Runtime, job: Job, kind: str) -> Checkpo
     stored = await runtime.get(job.id)
     assert stored.status is S.FAILED, stored.status
     assert stored.lease_owner is None
-    assert stored.error is not None and stored.error["kind"] == kind, stored.error
+    assert stored.error is not None and stored.error.kind == kind, stored.error
     last = (await _all_checkpoints(runtime, job.id))[-1]
     assert (last.kind, last.status, last.run_state) == ("stop", S.FAILED, "failed")
     assert last.error == stored.error
@@ -157,9 +157,9 @@ async def test_a_provider_raising_a_plain_exception_fails_the_job_as_an_invalid_
     assert final.status is S.FAILED
     assert len(attempts) == 3 and len(clock.sleeps) == 2  # retried, counting against maxRetries
     last = await _assert_rests_failed(runtime, job, "invalid_response")
-    assert last.error is not None and last.error["retryable"] is True
-    assert "the provider raised KeyError: 'choices'" in last.error["message"]
-    assert "3 consecutive failed attempts exhausted maxRetries=2" in last.error["message"]
+    assert last.error is not None and last.error.retryable is True
+    assert "the provider raised KeyError: 'choices'" in last.error.message
+    assert "3 consecutive failed attempts exhausted maxRetries=2" in last.error.message
     assert [e.trigger for e in events if e.kind == "transition"] == ["start", "fail"]
     assert events[-1].status is S.FAILED
     history = await runtime.store.load_history(job.id, root_run_id(job.id))
@@ -212,7 +212,7 @@ async def test_a_provider_raising_after_some_steps_fails_the_job_keeping_those_s
     job = await runtime.run("main", "q", max_retries=0)
     assert job.status is S.FAILED and job.total_steps == 2
     last = await _assert_rests_failed(runtime, job, "invalid_response")
-    assert last.error is not None and "ValueError: unexpected end of stream" in last.error["message"]
+    assert last.error is not None and "ValueError: unexpected end of stream" in last.error.message
     assert last.total_steps == 2
     assert await _tool_results(runtime, job.id) == [("2", False), ("3", False)]
     assert job.usage == USAGE + USAGE
@@ -235,13 +235,13 @@ async def test_a_tool_path_bug_fails_the_job_as_internal() -> None:
     job = await asyncio.wait_for(runtime.run("main", "q"), BOUND)
     assert job.status is S.FAILED
     last = await _assert_rests_failed(runtime, job, "internal")
-    assert last.error == {
+    assert last.error is not None and last.error.to_data() == {
         "kind": "internal",
         "message": "KeyError: 'no such slot'",
         "retryable": False,
-        "exception": "KeyError",
         "jobId": job.id,
         "step": 1,  # the step that was running
+        "exception": "KeyError",
     }
     assert seen[-1].kind == "transition" and seen[-1].status is S.FAILED
     # The step in flight is dropped: the history stays valid for a follow-up.
@@ -303,8 +303,8 @@ async def test_a_store_save_that_raises_once_mid_job_fails_it_cleanly(landed: bo
     assert job.status is S.FAILED
     last = await _assert_rests_failed(runtime, job, "internal")
     assert last.error is not None
-    assert last.error["message"] == "ConnectionResetError: the database went away"
-    assert last.error["exception"] == "ConnectionResetError"
+    assert last.error.message == "ConnectionResetError: the database went away"
+    assert last.error.exception == "ConnectionResetError"
     stored = await runtime.get(job.id)
     steps = 2 if landed else 1
     assert stored.total_steps == steps and last.total_steps == steps

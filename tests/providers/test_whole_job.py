@@ -78,7 +78,7 @@ async def test_a_whole_job_with_a_parallel_call_and_an_interactive_pause(case: C
         "You report the weather.",
         tools=[get_weather],
         interactive_tools=[
-            {"name": "get_time", "description": "Ask the user the time", "inputSchema": TIME_SCHEMA}
+            {"name": "get_time", "description": "Ask the user the time", "input_schema": TIME_SCHEMA}
         ],
     )
 

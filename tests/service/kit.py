@@ -117,7 +117,7 @@ def make_env(
         "main@1.0.0",
         "You are the main expert.",
         tools=[add],
-        interactive_tools=[{"name": "ask", "inputSchema": ASK_SCHEMA}],
+        interactive_tools=[{"name": "ask", "input_schema": ASK_SCHEMA}],
         delegates=["helper"],
     )
     key, other_key, system_key = generate_key(), generate_key(), generate_key(system=True)

@@ -8,11 +8,14 @@ test and closes it; the state-machine test opens one per hypothesis example, on 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from expert_jobs.domain.errors import StaleJobVersion, StoreError
+from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.errors import JobError, StaleJobVersion, StoreError
+from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import IDENTITY_FIELDS, STATE_FIELDS, Job, JobQuery
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.ports.store import JobStore
@@ -25,6 +28,7 @@ from tests.stores.factories import (
     make_rich_job,
     user,
 )
+from tests.stores.old_rows import OLD_JOB_ERROR_TEXT, assert_reads_old_rows, old_checkpoint_data
 from tests.stores.statemachine import run_store_machine
 
 StoreFactory = Callable[[], Awaitable[JobStore]]
@@ -98,6 +102,15 @@ class StoreContract:
             await store.create(make_job(id=job.id, query="other"))
         stored = await store.get(job.id)
         assert stored is not None and stored.query == "Say hello."
+
+    async def test_the_previous_versions_data_is_kept_and_read_back(self, store: JobStore) -> None:
+        # A checkpoint and a job error as the previous version stored them (see old_rows.py);
+        # the SQL stores also read those very rows (test_sqlite.py, test_postgres.py).
+        job = make_job(checkpoint_seq=1, error=JobError.from_data(json.loads(OLD_JOB_ERROR_TEXT)))
+        checkpoint = Checkpoint.from_data(old_checkpoint_data(job, new_id()))
+        job.last_checkpoint_id = checkpoint.id
+        await store.create(job, checkpoint)
+        await assert_reads_old_rows(store, job, checkpoint.id)
 
     async def test_create_with_a_first_checkpoint(self, store: JobStore) -> None:
         job = make_job(checkpoint_seq=1)

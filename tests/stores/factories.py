@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, Delegation
+from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.messages import (
@@ -61,7 +62,15 @@ def make_rich_job() -> Job:
         total_duration_ms=12345,
         usage=Usage.of(1000, 200, reasoning=50, cached=300),
         interactive_tool_call_result=False,
-        error={"kind": "bad_request", "message": "nope", "retryable": False},
+        error=JobError(
+            "bad_request",
+            "nope",
+            attempt=1,
+            status_code=400,
+            provider="openai",
+            step=4,
+            details={"extra": [1]},
+        ),
         waiting_since=T0 + 5.5,
         last_checkpoint_id=new_id(),
         checkpoint_seq=9,
@@ -148,5 +157,5 @@ def make_rich_checkpoint(job: Job, seq: int) -> Checkpoint:
         pending_calls=(ToolCall("call_2", "ask", {"question": "?"}),),
         partial_results=(ToolResult("call_3", "calc", "4", is_error=True),),
         delegations=(Delegation("call_2", "run-child", "@acme/helper@1", "help"),),
-        error={"kind": "timeout", "message": "slow"},
+        error=JobError("timeout", "slow", True, attempt=3, job_id=job.id, step=2),
     )

@@ -23,7 +23,7 @@ from expert_jobs.stores.memory import MemoryStore
 from expert_jobs.stores.sqlite import SQLiteStore
 
 S = JobStatus
-ASK = {"name": "ask", "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+ASK = {"name": "ask", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
 QUEUED_LIMIT = 60.0
 PAUSED_LIMIT = 600.0
 

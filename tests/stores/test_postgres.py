@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from expert_jobs.domain.errors import StaleJobVersion, StoreError, UsageError
+from expert_jobs.domain.errors import JobError, StaleJobVersion, StoreError, UsageError
 from expert_jobs.domain.job import JobQuery
 from expert_jobs.domain.messages import ToolResult, ToolResultsMessage
 from expert_jobs.ports.store import JobStore
@@ -24,6 +24,12 @@ from expert_jobs.stores._pg_schema import SCHEMA_VERSION
 from expert_jobs.stores.postgres import PostgresStore, split_url
 from tests.stores.contract import LEASE, StoreContract, StoreFactory
 from tests.stores.factories import T0, make_checkpoint, make_job, user
+from tests.stores.old_rows import (
+    OLD_JOB_ERROR_TEXT,
+    assert_reads_old_rows,
+    old_checkpoint_text,
+    old_messages_text,
+)
 
 
 def _drop(url: str, schemas: list[str]) -> None:
@@ -136,7 +142,8 @@ async def test_a_store_is_bound_to_the_event_loop_that_opened_it(
 
 async def test_text_with_nul_characters_round_trips(postgres_url: str, schemas: list[str]) -> None:
     async with PostgresStore(postgres_url, schema=_new_schema(schemas)) as store:
-        job = make_job(query="before\x00after", error={"message": "nul \x00 here"})
+        error = JobError("internal", "nul \x00 here", exception="E\x00")
+        job = make_job(query="before\x00after", error=error)
         await store.create(job)
         assert await store.get(job.id) == job
         result = ToolResult("c1", "t", "out\x00put", is_error=False)
@@ -385,3 +392,24 @@ async def test_a_batch_on_a_broken_connection_fails_cleanly_and_the_next_works(
                 job.current_step = 1
                 await store.save(job, expected_version=0, checkpoint=make_checkpoint(job, 1))
         print(f"\noutcomes after the connections broke: {[type(o).__name__ for o in outcomes]}")
+
+
+async def test_rows_written_by_the_previous_version_read_unchanged(
+    postgres_url: str, schemas: list[str]
+) -> None:
+    schema = _new_schema(schemas)
+    async with PostgresStore(postgres_url, schema=schema) as store:
+        job = make_job(checkpoint_seq=1)
+        first = make_checkpoint(job, 1)
+        job.last_checkpoint_id = first.id
+        await store.create(job, first)
+        data = old_checkpoint_text(job, first.id, with_messages=False)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "{schema}".checkpoints SET data = %s::json, messages = %s::json WHERE id = %s',
+                (data, old_messages_text(), first.id),
+            )
+            conn.execute(
+                f'UPDATE "{schema}".jobs SET error = %s::json WHERE id = %s', (OLD_JOB_ERROR_TEXT, job.id)
+            )
+        await assert_reads_old_rows(store, job, first.id)

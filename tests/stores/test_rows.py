@@ -9,11 +9,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.messages import AssistantMessage, Message, ToolCall, message_to_data
 from expert_jobs.domain.usage import Usage
-from expert_jobs.stores._rows import checkpoint_from_json, checkpoint_json, dumps, messages_json, usage_json
+from expert_jobs.stores._rows import (
+    INSERT_COLUMNS,
+    JOB_COLUMNS,
+    checkpoint_from_json,
+    checkpoint_json,
+    dumps,
+    insert_values,
+    job_from_row,
+    messages_json,
+    usage_json,
+)
+from expert_jobs.stores.postgres import _checkpoint_from_row
 from tests.domain.test_checkpoint import checkpoints, messages
-from tests.stores.factories import assistant, make_checkpoint, make_job, user
+from tests.stores.factories import assistant, make_checkpoint, make_job, make_rich_job, user
+from tests.stores.old_rows import (
+    OLD_JOB_ERROR,
+    OLD_JOB_ERROR_TEXT,
+    old_checkpoint_data,
+    old_checkpoint_text,
+    old_messages_text,
+)
 
 
 @given(checkpoints())
@@ -75,3 +94,31 @@ def test_the_last_usage_text_is_reused_only_for_the_same_object() -> None:
     assert usage_json(second) == dumps(second.to_wire())
     assert usage_json(first) == dumps(first.to_wire())
     assert usage_json(Usage.of(10, 2)) == usage_json(first)
+
+
+def test_a_job_row_reads_its_error_and_a_whole_temperature_as_typed_values() -> None:
+    job = make_rich_job()
+    values = dict(zip(INSERT_COLUMNS, insert_values(job), strict=True))
+    row = [values.get(column, 0) for column in JOB_COLUMNS]
+    row[JOB_COLUMNS.index("version")] = job.version
+    stored = job_from_row(row)
+    assert stored.error == job.error and isinstance(stored.error, JobError)
+    row[JOB_COLUMNS.index("temperature")] = 0  # what SQLite's UPDATE ... RETURNING hands back
+    row[JOB_COLUMNS.index("error")] = OLD_JOB_ERROR_TEXT  # what the previous version stored
+    old = job_from_row(row)
+    assert old.temperature == 0.0 and type(old.temperature) is float
+    assert old.error == OLD_JOB_ERROR
+    row[JOB_COLUMNS.index("error")] = json.loads(OLD_JOB_ERROR_TEXT)  # PostgreSQL decodes json
+    assert job_from_row(row).error == OLD_JOB_ERROR
+
+
+def test_a_checkpoint_stored_by_the_previous_version_decodes_on_both_sql_paths() -> None:
+    job = make_job()
+    expected = Checkpoint.from_data(old_checkpoint_data(job, "c1"))
+    assert checkpoint_from_json(old_checkpoint_text(job, "c1")) == expected  # SQLite: JSON text
+    data = json.loads(old_checkpoint_text(job, "c1", with_messages=False))  # PostgreSQL: two columns
+    assert _checkpoint_from_row(data, json.loads(old_messages_text())) == expected
+    # Written back by this version, it is the same text but for the error's kind and retryable.
+    again = json.loads(checkpoint_json(expected))
+    assert again["new_messages"] == json.loads(old_messages_text())
+    assert again["error"] == {"kind": "max_steps", "message": "step 2 reached maxSteps=2", "retryable": False}

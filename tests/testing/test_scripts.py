@@ -256,7 +256,7 @@ def make_runtime(clock: FakeClock | None = None, scripts: Any = ()) -> Runtime:
         "calculator@1.0.0",
         "You add numbers.",
         tools=[add],
-        interactive_tools=[{"name": "confirm", "inputSchema": {
+        interactive_tools=[{"name": "confirm", "input_schema": {
             "type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}}],
         delegates=["phraser@1.0.0"],
     )  # fmt: skip

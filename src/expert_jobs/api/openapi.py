@@ -1,28 +1,29 @@
 """The OpenAPI 3.1 document of the API, generated from the wire models.
 
 Request and response bodies come from the pydantic models of :mod:`expert_jobs.domain.wire`
-(``models_json_schema``, every ``$ref`` under ``#/components/schemas``); the checkpoint objects,
-which the domain builds as plain data, are described here. Paths, parameters, responses and the
-security schemes follow the Expert Jobs API specification, plus the extra routes (continue,
-resume_from, cancel, checkpoints) and the transport's 413 for a body over the limit. Two
-refinements over the spec's text, both accepting what the spec allows: ``temperature``,
-``maxSteps`` and ``maxRetries`` are documented as numeric strings *or* numbers, and ``take`` /
-``skip`` as integers with their defaults (optional).
+(``models_json_schema``, every ``$ref`` under ``#/components/schemas``), the checkpoint objects'
+included (their ``...Wire`` models, named here without the suffix: ``Checkpoint``, ``JobError``,
+``ToolResult``...). Paths, parameters, responses and the security schemes follow the Expert Jobs
+API specification, plus the extra routes (continue, resume_from, cancel, checkpoints) and the
+transport's 413 for a body over the limit. Two refinements over the spec's text, both accepting
+what the spec allows: ``temperature``, ``maxSteps`` and ``maxRetries`` are documented as numeric
+strings *or* numbers, and ``take`` / ``skip`` as integers with their defaults (optional).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from typing import Any, get_args
+from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from expert_jobs.api.paths import PREFIX
-from expert_jobs.domain.checkpoint import CheckpointKind, RunState
 from expert_jobs.domain.wire import (
     MAX_RETRIES_LIMIT,
     MAX_STEPS_LIMIT,
+    CheckpointListResponse,
+    CheckpointResponse,
     ContinueJobRequest,
     ExpertJobResponse,
     ListJobsResponse,
@@ -64,101 +65,20 @@ def _error_schema(code: int, error: str, reason: dict[str, Any] | None = None) -
     }
 
 
-def _usage_ref() -> dict[str, str]:
-    return _ref("Usage")
-
-
-def _checkpoint_schema() -> dict[str, Any]:
-    nullable_string = {"anyOf": [{"type": "string"}, {"type": "null"}]}
-    count = {"type": "integer", "minimum": 0}
-    return {
-        "type": "object",
-        "description": "An immutable snapshot of a run, written at every step end and every stop.",
-        "properties": {
-            "type": {"type": "string", "const": "checkpoint"},
-            "id": _ID,
-            "expertJobId": _ID,
-            "runId": {"type": "string"},
-            "parentRunId": nullable_string,
-            "seq": count,
-            "stepNumber": count,
-            "kind": {"type": "string", "enum": list(get_args(CheckpointKind))},
-            "status": _ref("JobStatus"),
-            "runState": {"type": "string", "enum": list(get_args(RunState))},
-            "expertKey": {"type": "string"},
-            "createdAt": {"type": "string", "format": "date-time", "description": "ISO-8601 UTC"},
-            "newMessages": {
-                "type": "array",
-                "items": {"type": "object"},
-                "description": "The messages this checkpoint added to its run's history",
-            },
-            "messageCount": count,
-            "usage": _usage_ref(),
-            "runUsage": _usage_ref(),
-            "stepUsage": _usage_ref(),
-            "totalSteps": count,
-            "totalDuration": count,
-            "retryCount": count,
-            "pendingToolCalls": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "name": {"type": "string"},
-                        "arguments": {"type": "object"},
-                        "signature": nullable_string,
-                    },
-                    "required": ["id", "name", "arguments"],
-                },
-            },
-            "partialToolResults": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "call_id": {"type": "string"},
-                        "name": {"type": "string"},
-                        "content": {"type": "string"},
-                        "is_error": {"type": "boolean"},
-                    },
-                    "required": ["call_id", "name", "content", "is_error"],
-                },
-            },
-            "delegations": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "call_id": {"type": "string"},
-                        "run_id": {"type": "string"},
-                        "expert_key": {"type": "string"},
-                        "query": {"type": "string"},
-                    },
-                    "required": ["call_id", "run_id", "expert_key", "query"],
-                },
-            },
-            "error": {"anyOf": [{"type": "object"}, {"type": "null"}]},
-        },
-        "required": [
-            "type",
-            "id",
-            "expertJobId",
-            "runId",
-            "seq",
-            "stepNumber",
-            "kind",
-            "status",
-            "runState",
-            "expertKey",
-            "createdAt",
-            "newMessages",
-            "messageCount",
-            "usage",
-            "totalSteps",
-            "totalDuration",
-        ],
-    }
+def _renamed(node: Any, names: dict[str, str]) -> Any:
+    """``node`` with every reference to a schema of ``names`` (a ``$ref``, a discriminator's
+    mapping, a title) using its new name."""
+    if isinstance(node, dict):
+        return {key: _renamed(value, names) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renamed(item, names) for item in node]
+    if isinstance(node, str):
+        if node in names:
+            return names[node]
+        prefix, _, name = node.rpartition("/")
+        if prefix and name in names and _REF.format(model=name) == node:
+            return _REF.format(model=names[name])
+    return node
 
 
 def _refine_numbers(schema: dict[str, Any]) -> None:
@@ -195,36 +115,19 @@ def _schemas() -> dict[str, Any]:
             (UpdateStatusRequest, "validation"),
             (ExpertJobResponse, "serialization"),
             (ListJobsResponse, "serialization"),
+            (CheckpointResponse, "serialization"),
+            (CheckpointListResponse, "serialization"),
         ],
         ref_template=_REF,
     )
-    schemas: dict[str, Any] = copy.deepcopy(generated["$defs"])
+    # The checkpoint's models are named ``...Wire`` in Python (beside the domain's own classes).
+    names = {name: name.removesuffix("Wire") for name in generated["$defs"] if name.endswith("Wire")}
+    schemas: dict[str, Any] = {
+        names.get(name, name): _renamed(copy.deepcopy(schema), names)
+        for name, schema in generated["$defs"].items()
+    }
     for name in ("StartJobRequest", "ContinueJobRequest", "ResumeFromRequest"):
         _refine_numbers(schemas[name])
-    schemas["Checkpoint"] = _checkpoint_schema()
-    schemas["CheckpointResponse"] = {
-        "type": "object",
-        "properties": {
-            "data": {
-                "type": "object",
-                "properties": {"checkpoint": _ref("Checkpoint")},
-                "required": ["checkpoint"],
-            }
-        },
-        "required": ["data"],
-    }
-    schemas["CheckpointListResponse"] = {
-        "type": "object",
-        "properties": {
-            "data": {
-                "type": "object",
-                "properties": {"checkpoints": {"type": "array", "items": _ref("Checkpoint")}},
-                "required": ["checkpoints"],
-            },
-            "meta": _ref("ListJobsMeta"),
-        },
-        "required": ["data", "meta"],
-    }
     schemas["BadRequestError"] = _error_schema(400, "Bad Request")
     schemas["UnauthorizedError"] = _error_schema(
         401, "Unauthorized", {"type": "string", "const": "Failed to authenticate"}

@@ -4,6 +4,10 @@ A checkpoint holds what is needed to resume its run. To keep the cost of writing
 long the history grows, it carries only the messages added since the run's previous checkpoint
 (``new_messages``) and the history length (``message_count``); a store rebuilds a run's history by
 concatenating the deltas of its checkpoints in ``seq`` order.
+
+Two renderings: :meth:`Checkpoint.to_data` is the stores' format (snake_case keys, fixed: rows
+written by any version read back with :meth:`Checkpoint.from_data`); :meth:`Checkpoint.to_wire` is
+the API's (camelCase keys throughout, messages and tool results included).
 """
 
 from __future__ import annotations
@@ -11,8 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.job import iso_utc
-from expert_jobs.domain.messages import Message, ToolCall, ToolResult, message_from_data, message_to_data
+from expert_jobs.domain.messages import (
+    Message,
+    ToolCall,
+    ToolResult,
+    message_from_data,
+    message_to_data,
+    message_to_wire,
+    tool_call_to_wire,
+    tool_result_to_wire,
+)
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 
@@ -48,8 +62,8 @@ class Checkpoint(NamedTuple):
     completed step (0 before the first). ``usage`` is the job's cumulative usage, ``run_usage`` the
     run's, ``step_usage`` what this checkpoint's step (or failed attempts) added. ``pending_calls``
     are the tool calls still awaiting a result (delegates or interactive), ``partial_results`` the
-    results already obtained for the current batch. ``error`` is plain data (see
-    ``ExpertJobsError.to_data``).
+    results already obtained for the current batch. ``error`` is why the run failed or stopped
+    (a :class:`~expert_jobs.domain.errors.JobError`), else ``None``.
 
     A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
     is built about eight times faster than a frozen dataclass sets its 24 fields one by one (0.3
@@ -79,7 +93,7 @@ class Checkpoint(NamedTuple):
     pending_calls: tuple[ToolCall, ...] = ()
     partial_results: tuple[ToolResult, ...] = ()
     delegations: tuple[Delegation, ...] = ()
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
 
     def to_data(self) -> dict[str, Any]:
         """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form)."""
@@ -116,7 +130,7 @@ class Checkpoint(NamedTuple):
                 {"call_id": d.call_id, "run_id": d.run_id, "expert_key": d.expert_key, "query": d.query}
                 for d in self.delegations
             ],
-            "error": self.error,
+            "error": None if self.error is None else self.error.to_data(),
         }
 
     @classmethod
@@ -155,12 +169,13 @@ class Checkpoint(NamedTuple):
                 Delegation(d["call_id"], d["run_id"], d["expert_key"], d["query"])
                 for d in data["delegations"]
             ),
-            error=data["error"],
+            error=None if data["error"] is None else JobError.from_data(data["error"]),
         )
 
     def to_wire(self) -> dict[str, Any]:
-        """The API's camelCase checkpoint object (messages included as data)."""
-        data = self.to_data()
+        """The API's checkpoint object: camelCase keys throughout (its messages, tool calls, tool
+        results, delegations and error included); see ``CheckpointWire`` in
+        :mod:`expert_jobs.domain.wire` for its schema."""
         return {
             "type": "checkpoint",
             "id": self.id,
@@ -174,16 +189,19 @@ class Checkpoint(NamedTuple):
             "runState": self.run_state,
             "expertKey": self.expert_key,
             "createdAt": iso_utc(self.created_at),
-            "newMessages": data["new_messages"],
+            "newMessages": [message_to_wire(m) for m in self.new_messages],
             "messageCount": self.message_count,
-            "usage": data["usage"],
-            "runUsage": data["run_usage"],
-            "stepUsage": data["step_usage"],
+            "usage": self.usage.to_wire(),
+            "runUsage": self.run_usage.to_wire(),
+            "stepUsage": self.step_usage.to_wire(),
             "totalSteps": self.total_steps,
             "totalDuration": self.total_duration_ms,
             "retryCount": self.retry_count,
-            "pendingToolCalls": data["pending_calls"],
-            "partialToolResults": data["partial_results"],
-            "delegations": data["delegations"],
-            "error": self.error,
+            "pendingToolCalls": [tool_call_to_wire(c) for c in self.pending_calls],
+            "partialToolResults": [tool_result_to_wire(r) for r in self.partial_results],
+            "delegations": [
+                {"callId": d.call_id, "runId": d.run_id, "expertKey": d.expert_key, "query": d.query}
+                for d in self.delegations
+            ],
+            "error": None if self.error is None else self.error.to_data(),
         }

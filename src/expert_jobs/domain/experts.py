@@ -22,18 +22,45 @@ def _check_tool_name(name: str) -> str:
     return name
 
 
-class InteractiveToolSpec(BaseModel):
-    """A tool answered by a person or a client: the job pauses until the answer arrives."""
+_OTHER_SCHEMA_NAMES = ("inputSchema", "inputJsonSchema", "input_json_schema")
+"""What an interactive tool's schema is called elsewhere (the configuration file says
+``inputJsonSchema``); in Python it is ``input_schema`` only."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+class InteractiveToolSpec(BaseModel):
+    """A tool answered by a person or a client: the job pauses until the answer arrives.
+
+    ``input_schema`` is the JSON schema of the call's arguments (an object schema; default: no
+    arguments). That is its one name in Python, as a keyword or a mapping key; ``inputSchema`` and
+    ``inputJsonSchema`` (the configuration file's name for it) are refused with a hint.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = Field("", max_length=2048)
-    input_schema: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}, alias="inputSchema"
-    )
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
     _name = field_validator("name")(_check_tool_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_schema_name(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for other in _OTHER_SCHEMA_NAMES:
+                if other in data:
+                    raise ValueError(
+                        f"an interactive tool's schema is called input_schema in Python, not {other!r}"
+                        " (inputJsonSchema is its name in a configuration file): use input_schema"
+                    )
+        return data
+
+    @field_validator("input_schema")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type", "object") != "object":
+            raise ValueError(f"the input schema's type must be 'object', got {value.get('type')!r}")
+        return value
 
 
 class ExpertDefinition(BaseModel):

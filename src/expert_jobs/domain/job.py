@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
@@ -38,7 +39,9 @@ class Job:
     store's optimistic-concurrency counter. Times are epoch seconds; the wire form has ISO strings.
     Counters: ``current_step`` is the step number of the latest checkpoint (0 before the first
     step), ``total_steps`` the steps completed in the job (delegates included), ``total_duration_ms``
-    the milliseconds spent running (queueing and pauses excluded).
+    the milliseconds spent running (queueing and pauses excluded). ``error`` is why the job ended
+    ``failed`` or ``exceededMaxSteps`` (a :class:`~expert_jobs.domain.errors.JobError`), else
+    ``None``.
     """
 
     __slots__ = (
@@ -93,7 +96,7 @@ class Job:
         usage: Usage = ZERO_USAGE,
         interactive_tool_call_result: bool | None = None,
         version: int = 0,
-        error: dict[str, Any] | None = None,
+        error: JobError | None = None,
         lease_owner: str | None = None,
         lease_expires_at: float | None = None,
         waiting_since: float | None = None,

@@ -49,7 +49,7 @@ TRANSITIONS: tuple[tuple[str, tuple[JobStatus, ...], JobStatus], ...] = (
     ("finish_cancel", (S.CANCELING,), S.CANCELED),
     ("expire", (S.QUEUED, S.REQUEST_INTERACTIVE_TOOL_RESULT, S.REQUEST_DELEGATE_RESULT), S.EXPIRED),
 )
-"""``(trigger, sources, destination)`` rows, exactly DESIGN.md's lifecycle table."""
+"""``(trigger, sources, destination)`` rows, exactly the lifecycle table of docs/architecture.md."""
 
 TRIGGERS: tuple[str, ...] = tuple(row[0] for row in TRANSITIONS)
 

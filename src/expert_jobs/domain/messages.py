@@ -5,7 +5,9 @@ A run's history is a list of messages: :class:`UserMessage`, :class:`AssistantMe
 :class:`ToolResult` in the tool-results message that follows it, in the order of the calls.
 All message types are frozen slotted dataclasses: cheap to build on the hot path and safe to
 share between checkpoints. :func:`message_to_data` / :func:`message_from_data` turn them into
-JSON-ready data for durable checkpoints.
+JSON-ready data for durable checkpoints (the stores' format, snake_case keys: it never changes, so
+every row ever written stays readable); :func:`message_to_wire` renders them for the API (the same
+data with camelCase keys, like the rest of a checkpoint).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ __all__ = [
     "UserPart",
     "message_from_data",
     "message_to_data",
+    "message_to_wire",
     "text_of",
+    "tool_call_to_wire",
+    "tool_result_to_wire",
 ]
 
 
@@ -263,3 +268,67 @@ def message_from_data(data: Mapping[str, Any]) -> Message:
     if role == "user":
         return UserMessage(parts)  # type: ignore[arg-type]
     raise ValueError(f"unknown message role {role!r}")
+
+
+def _part_to_wire(part: UserPart | AssistantPart) -> dict[str, Any]:
+    if type(part) is TextPart:
+        data: dict[str, Any] = {"type": "text", "text": part.text}
+        if part.signature is not None:
+            data["signature"] = part.signature
+        return data
+    if type(part) is ToolCall:
+        data = {"type": "tool_call", "id": part.id, "name": part.name, "arguments": dict(part.arguments)}
+        if part.signature is not None:
+            data["signature"] = part.signature
+        return data
+    if type(part) is ThinkingPart:
+        data = {"type": "thinking", "text": part.text}
+        if part.signature is not None:
+            data["signature"] = part.signature
+        if part.redacted_data is not None:
+            data["redactedData"] = part.redacted_data
+        if part.provider is not None:
+            data["provider"] = part.provider
+        if part.provider_data is not None:
+            data["providerData"] = dict(part.provider_data)
+        return data
+    assert type(part) is FilePart
+    return {
+        "type": "file",
+        "name": part.name,
+        "mediaType": part.media_type,
+        "data": base64.b64encode(part.data).decode("ascii"),
+    }
+
+
+def tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
+    """A pending tool call as the API shows it: ``{"id", "name", "arguments", "signature"}``."""
+    return {"id": call.id, "name": call.name, "arguments": dict(call.arguments), "signature": call.signature}
+
+
+def tool_result_to_wire(result: ToolResult) -> dict[str, Any]:
+    """A tool result as the API shows it: ``{"callId", "name", "content", "isError"}``."""
+    return {
+        "callId": result.call_id,
+        "name": result.name,
+        "content": result.content,
+        "isError": result.is_error,
+    }
+
+
+def message_to_wire(message: Message) -> dict[str, Any]:
+    """The API's form of ``message`` (a checkpoint's ``newMessages``): :func:`message_to_data`'s
+    content with camelCase keys (``callId``, ``isError``, ``mediaType``, ``redactedData``,
+    ``providerData``). Values are kept as they are: roles, part types (``tool_call``), the model's
+    arguments and a provider's opaque data."""
+    if type(message) is ToolResultsMessage:
+        return {"role": "tool", "results": [tool_result_to_wire(r) for r in message.results]}
+    if type(message) is AssistantMessage:
+        data: dict[str, Any] = {"role": "assistant", "parts": [_part_to_wire(p) for p in message.parts]}
+        if message.provider is not None:
+            data["provider"] = message.provider
+        if message.model is not None:
+            data["model"] = message.model
+        return data
+    assert type(message) is UserMessage
+    return {"role": "user", "parts": [_part_to_wire(p) for p in message.parts]}

@@ -1,4 +1,4 @@
-"""Token usage with one meaning for every provider (see DESIGN.md, "Usage").
+"""Token usage with one meaning for every provider (see docs/providers.md, "Usage").
 
 :class:`Usage` is a small immutable value, not a pydantic model: it is summed several times a
 step, and a plain slotted object is built in a fifth of the time, read without pydantic's

@@ -1,9 +1,9 @@
 """Wire models: the Expert Jobs API bodies, exactly as the spec states them.
 
 camelCase on the wire (aliases), snake_case in Python. Request models validate at the edge;
-responses are built by the engine from trusted data (``Job.to_wire``) and these models describe
-them (OpenAPI, tests). :func:`validation_reason` turns a pydantic error into a 422 reason that names
-every offending field path.
+responses are built by the engine from trusted data (``Job.to_wire``, ``Checkpoint.to_wire``) and
+these models describe them (OpenAPI, tests). :func:`validation_reason` turns a pydantic error into
+a 422 reason that names every offending field path.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from expert_jobs.domain.checkpoint import CheckpointKind, RunState
+from expert_jobs.domain.errors import JobErrorKind
 from expert_jobs.domain.expert_key import ExpertKeyStr
 from expert_jobs.domain.ids import ResourceId
 from expert_jobs.domain.models import SPEC_MODEL_IDS
@@ -35,21 +37,38 @@ __all__ = [
     "MAX_QUERY_LENGTH",
     "MAX_RETRIES_LIMIT",
     "MAX_STEPS_LIMIT",
+    "AssistantMessageWire",
+    "CheckpointData",
+    "CheckpointListData",
+    "CheckpointListResponse",
+    "CheckpointResponse",
+    "CheckpointWire",
     "ContinueJobRequest",
+    "DelegationWire",
     "ErrorBody",
     "ExpertJob",
     "ExpertJobData",
     "ExpertJobResponse",
+    "FilePartWire",
+    "JobErrorWire",
     "ListJobsData",
     "ListJobsMeta",
     "ListJobsQuery",
     "ListJobsResponse",
+    "MessageWire",
     "ModelId",
+    "PendingToolCallWire",
     "ResumeFromRequest",
     "Skip",
     "StartJobRequest",
     "Take",
+    "TextPartWire",
+    "ThinkingPartWire",
+    "ToolCallPartWire",
+    "ToolResultWire",
+    "ToolResultsMessageWire",
     "UpdateStatusRequest",
+    "UserMessageWire",
     "validation_reason",
 ]
 
@@ -334,6 +353,215 @@ class ListJobsResponse(BaseModel):
     model_config = _RESPONSE
 
     data: ListJobsData
+    meta: ListJobsMeta
+
+
+# --------------------------------------------------------------------------- checkpoints
+# Checkpoints are rendered by ``Checkpoint.to_wire`` (plain data, on the read path); these models
+# describe that rendering for the OpenAPI document and the tests. Every key is camelCase; values
+# that name a kind (``tool_call``, ``rate_limit``) are identifiers, spelled as in Python.
+
+
+class TextPartWire(BaseModel):
+    """Text; ``signature``: an opaque provider token attached to it (Gemini)."""
+
+    model_config = _RESPONSE
+
+    type: Literal["text"]
+    text: str
+    signature: str | None = None
+
+
+class FilePartWire(BaseModel):
+    """A binary file given to the model (an image or a PDF), base64 in ``data``."""
+
+    model_config = _RESPONSE
+
+    type: Literal["file"]
+    name: str
+    media_type: str = Field(alias="mediaType")
+    data: str
+
+
+class ThinkingPartWire(BaseModel):
+    """Reasoning the model produced; ``signature``, ``redactedData`` and ``providerData`` are opaque
+    provider data replayed to the ``provider`` that produced it."""
+
+    model_config = _RESPONSE
+
+    type: Literal["thinking"]
+    text: str
+    signature: str | None = None
+    redacted_data: str | None = Field(None, alias="redactedData")
+    provider: str | None = None
+    provider_data: dict[str, Any] | None = Field(None, alias="providerData")
+
+
+class ToolCallPartWire(BaseModel):
+    """A tool call the model asked for (``arguments``: the model's, as it sent them)."""
+
+    model_config = _RESPONSE
+
+    type: Literal["tool_call"]
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    signature: str | None = None
+
+
+class UserMessageWire(BaseModel):
+    """What the user (or a parent expert) said: a query and its files."""
+
+    model_config = _RESPONSE
+
+    role: Literal["user"]
+    parts: list[Annotated[TextPartWire | FilePartWire, Field(discriminator="type")]]
+
+
+class AssistantMessageWire(BaseModel):
+    """One model response: text, thinking and tool calls, in the order the model produced them."""
+
+    model_config = _RESPONSE
+
+    role: Literal["assistant"]
+    parts: list[Annotated[TextPartWire | ThinkingPartWire | ToolCallPartWire, Field(discriminator="type")]]
+    provider: str | None = None
+    model: str | None = None
+
+
+class ToolResultWire(BaseModel):
+    """The result of one tool call, as text for the model; ``isError`` marks a failure."""
+
+    model_config = _RESPONSE
+
+    call_id: str = Field(alias="callId")
+    name: str
+    content: str
+    is_error: bool = Field(alias="isError")
+
+
+class ToolResultsMessageWire(BaseModel):
+    """The results of every tool call of the preceding assistant message, in call order."""
+
+    model_config = _RESPONSE
+
+    role: Literal["tool"]
+    results: list[ToolResultWire]
+
+
+MessageWire = Annotated[
+    UserMessageWire | AssistantMessageWire | ToolResultsMessageWire, Field(discriminator="role")
+]
+"""One message of a checkpoint's ``newMessages``."""
+
+
+class PendingToolCallWire(BaseModel):
+    """A tool call still awaiting its result (a delegate's or a person's answer)."""
+
+    model_config = _RESPONSE
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    signature: str | None
+
+
+class DelegationWire(BaseModel):
+    """A child run started for a delegate tool call of its parent run."""
+
+    model_config = _RESPONSE
+
+    call_id: str = Field(alias="callId")
+    run_id: str = Field(alias="runId")
+    expert_key: str = Field(alias="expertKey")
+    query: str
+
+
+class JobErrorWire(BaseModel):
+    """Why a run failed or stopped (``JobError.to_data``): ``kind``, ``message`` and ``retryable``
+    always; the rest where known, plus any context of its kind (``limitSeconds`` of a
+    ``job_timeout``)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+
+    kind: JobErrorKind
+    message: str
+    retryable: bool
+    attempt: int | None = None
+    status_code: int | None = Field(None, alias="statusCode")
+    provider: str | None = None
+    job_id: str | None = Field(None, alias="jobId")
+    step: int | None = None
+    exception: str | None = None
+
+
+_Count = Annotated[int, Field(ge=0)]
+
+
+class CheckpointWire(BaseModel):
+    """A checkpoint as the API shows it (``Checkpoint.to_wire``): an immutable snapshot of a run,
+    written at every step end and every stop."""
+
+    model_config = _RESPONSE
+
+    type: Literal["checkpoint"]
+    id: ResourceId
+    expert_job_id: ResourceId = Field(alias="expertJobId")
+    run_id: str = Field(alias="runId")
+    parent_run_id: str | None = Field(alias="parentRunId")
+    seq: _Count
+    step_number: _Count = Field(alias="stepNumber")
+    kind: CheckpointKind
+    status: JobStatus
+    run_state: RunState = Field(alias="runState")
+    expert_key: str = Field(alias="expertKey")
+    created_at: str = Field(alias="createdAt", json_schema_extra={"format": "date-time"})
+    new_messages: list[MessageWire] = Field(
+        alias="newMessages", description="The messages this checkpoint added to its run's history"
+    )
+    message_count: _Count = Field(alias="messageCount")
+    usage: Usage
+    run_usage: Usage = Field(alias="runUsage")
+    step_usage: Usage = Field(alias="stepUsage")
+    total_steps: _Count = Field(alias="totalSteps")
+    total_duration: _Count = Field(alias="totalDuration")
+    retry_count: _Count = Field(alias="retryCount")
+    pending_tool_calls: list[PendingToolCallWire] = Field(alias="pendingToolCalls")
+    partial_tool_results: list[ToolResultWire] = Field(alias="partialToolResults")
+    delegations: list[DelegationWire]
+    error: JobErrorWire | None
+
+
+class CheckpointData(BaseModel):
+    """``data`` of a single-checkpoint response."""
+
+    model_config = _RESPONSE
+
+    checkpoint: CheckpointWire
+
+
+class CheckpointResponse(BaseModel):
+    """``{"data": {"checkpoint": ...}}``."""
+
+    model_config = _RESPONSE
+
+    data: CheckpointData
+
+
+class CheckpointListData(BaseModel):
+    """``data`` of a page of checkpoints."""
+
+    model_config = _RESPONSE
+
+    checkpoints: list[CheckpointWire]
+
+
+class CheckpointListResponse(BaseModel):
+    """``{"data": {"checkpoints": [...]}, "meta": {"total", "take", "skip"}}``."""
+
+    model_config = _RESPONSE
+
+    data: CheckpointListData
     meta: ListJobsMeta
 
 

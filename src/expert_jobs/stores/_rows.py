@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.job import IDENTITY_FIELDS, STATE_FIELDS, Job
 from expert_jobs.domain.messages import (
     AssistantMessage,
@@ -131,7 +132,7 @@ def update_values(job: Job) -> list[Any]:
         job.total_duration_ms,
         usage_json(job.usage),
         job.interactive_tool_call_result,
-        None if error is None else dumps(error),
+        None if error is None else dumps(error.to_data()),
         job.waiting_since,
         job.last_checkpoint_id,
         job.checkpoint_seq,
@@ -185,7 +186,11 @@ def _load(value: Any) -> Any:
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
-    """A :class:`Job` from a row of :data:`JOB_COLUMNS` (JSON as text, or already decoded)."""
+    """A :class:`Job` from a row of :data:`JOB_COLUMNS` (JSON as text, or already decoded).
+
+    ``temperature`` is made a float: SQLite hands a REAL column's ``0.0`` back as the integer ``0``
+    from ``UPDATE ... RETURNING``. ``error`` is read with :meth:`JobError.from_data`, which also
+    reads what earlier versions stored."""
     interactive = row[18]
     error = row[20]
     return Job(
@@ -197,7 +202,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         query=row[5],
         files=tuple(_load(row[6])),
         model=row[7],
-        temperature=row[8],
+        temperature=float(row[8]),
         max_steps=row[9],
         max_retries=row[10],
         status=JobStatus(row[11]),
@@ -209,7 +214,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         usage=Usage.from_wire(_load(row[17])),
         interactive_tool_call_result=None if interactive is None else bool(interactive),
         version=row[19],
-        error=None if error is None else _load(error),
+        error=None if error is None else JobError.from_data(_load(error)),
         lease_owner=row[21],
         lease_expires_at=row[22],
         waiting_since=row[23],

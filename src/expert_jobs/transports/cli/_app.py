@@ -403,7 +403,7 @@ def _finish(console: Console, job: Job, interrupted: bool) -> None:
         return
     reason = ""
     if job.error:
-        reason = f": {job.error.get('message', job.error)}"
+        reason = f": {job.error.message}"
     if interrupted:
         console.print(f"[bold yellow]✘ interrupted: the job is {job.status.value}[/] · {summary}")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -816,7 +816,7 @@ def keys_create(
     key = generate_key(system=system)
     key_hash = hash_key(key)
     if system:
-        snippet = f'systemKeyHashes = ["{key_hash}"]'
+        snippet = f'[[systemKeys]]\nkeyHash = "{key_hash}"'
     else:
         lines = [f'[applications."{application}"]']
         if organization is not None:
@@ -837,9 +837,8 @@ def keys_create(
     typer.echo(f"Its hash: {key_hash}\n")
     if system:
         typer.echo(
-            "Paste this line near the top of the configuration file, BEFORE its first [table] header "
-            "(TOML reads every key after a header as part of that table), or add the hash to an "
-            "existing systemKeyHashes list:\n"
+            "Paste this at the end of the configuration file, or just before any [table] header "
+            "(each [[systemKeys]] entry adds one system key; a file may hold any number of them):\n"
         )
     else:
         typer.echo(

@@ -207,8 +207,8 @@ class _Reader:
             if (run, result.call_id) not in self.seen_results:
                 out.append(self._result(run, result, depth, seq))
         if checkpoint.error and checkpoint.run_state == "failed":
-            message = checkpoint.error.get("message", checkpoint.error)
-            out.append(Entry("error", f"{checkpoint.expert_key} failed: {message}", depth, seq))
+            failure = f"{checkpoint.expert_key} failed: {checkpoint.error.message}"
+            out.append(Entry("error", failure, depth, seq))
         return out
 
     def _call(self, run: str, call: ToolCall, pending: set[str], depth: int, seq: int) -> Entry:
@@ -346,6 +346,6 @@ def print_transcript(console: Console, job: Job, checkpoints: Iterable[Checkpoin
             _emit(console, bars + "  ", _SYMBOLS[entry.kind] + " ", entry.text, style, width)
     end = f"■ {job.status.value}"
     if job.error and job.status is not JobStatus.COMPLETED:
-        end += f": {job.error.get('message', job.error)}"
+        end += f": {job.error.message}"
     done = job.status is JobStatus.COMPLETED
     console.print(Text(end, style="bold green" if done else "bold yellow"), soft_wrap=True)

@@ -280,9 +280,9 @@ class LiveView:
         for result in checkpoint.partial_results:
             self._render_result(indent, run, result)
         if checkpoint.error and checkpoint.run_state == "failed":
-            message = checkpoint.error.get("message", checkpoint.error)
+            why = checkpoint.error.message
             self.log(
-                f"{indent}[red]✘ {escape(self._expert_of(run))} failed: {escape(short(str(message)))}[/]"
+                f"{indent}[red]✘ {escape(self._expert_of(run))} failed: {escape(short(why))}[/]"
             )
 
     def waiting_for(self, run_id: str, call: ToolCall) -> None:
