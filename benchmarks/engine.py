@@ -5,8 +5,15 @@ W1: one job of N steps (a tool call on steps 1..N-1, a final text at N): µs per
     on a runtime that has run one job before (and, for N=10, also on a new runtime: "cold").
 W2: 1,000 concurrent 10-step jobs through a Worker: jobs per second (submission included).
 W3: 2,000 concurrent 5-step jobs with 50 ms model latency: wall time, and memory per in-flight job.
+W1 and W2 run three times: with an ``async def`` tool, with a plain ``def`` tool (``_sync_``: run
+in the runtime's tool threads) and with the same function declared ``blocking=False``
+(``_inline_``: run on the event loop); the sync baselines call the plain function directly.
 
-Run: ``python benchmarks/engine.py`` (a table) or ``python benchmarks/engine.py --json``.
+Run: ``python benchmarks/engine.py`` (a table) or ``python benchmarks/engine.py --json``;
+``--only w1_sync`` measures only the figures whose name contains ``w1_sync``.
+``w1_traced_*``: W1 with OpenTelemetry tracing on (the ``otel`` extra: an SDK tracer provider whose
+spans are made, ended and handed to a processor, then dropped), beside W1 with it off as the
+baseline; skipped when OpenTelemetry is not installed.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import json
 import statistics
 import time
@@ -30,6 +38,7 @@ from expert_jobs import (
     ToolCalls,
     Usage,
     Worker,
+    tool,
 )
 from expert_jobs.providers.scripted import Turn
 
@@ -41,6 +50,19 @@ async def noop(value: int = 0) -> str:
     return "ok"
 
 
+def noop_sync(value: int = 0) -> str:
+    """Do nothing, quickly: a plain ``def`` tool (run in the runtime's tool threads)."""
+    return "ok"
+
+
+# The tool each workload's jobs call: "async" (``noop``), "sync" (``noop_sync``, a plain function
+# in the tool threads, the default for a ``def`` tool) or "inline" (the same function declared
+# ``blocking=False``, run on the event loop).
+TOOL_KINDS = ("async", "sync", "inline")
+# Code from before ``blocking=`` existed (for side-by-side runs with PYTHONPATH) has no "inline".
+HAS_INLINE = "blocking" in inspect.signature(tool).parameters
+
+
 def script(steps: int, delay: float = 0.0) -> list[Turn]:
     turns: list[Turn] = [
         ToolCalls.of(("noop", {"value": i}), usage=USAGE, delay=delay) for i in range(steps - 1)
@@ -49,13 +71,24 @@ def script(steps: int, delay: float = 0.0) -> list[Turn]:
     return turns
 
 
-def runtime_for(steps: int, delay: float = 0.0) -> Runtime:
+def bench_tool(kind: str = "async") -> Any:
+    """The ``noop`` tool of one kind (see ``TOOL_KINDS``), always named ``noop``."""
+    if kind == "async":
+        return noop
+    if kind == "sync":
+        return tool(noop_sync, name="noop")
+    if kind == "inline":
+        return tool(noop_sync, name="noop", blocking=False)  # type: ignore[call-arg, unused-ignore]
+    raise ValueError(f"unknown tool kind {kind!r}")
+
+
+def runtime_for(steps: int, delay: float = 0.0, kind: str = "async") -> Runtime:
     runtime = Runtime(
         providers=ScriptedProvider(script(steps, delay)),
         store=MemoryStore(),
         settings=RuntimeSettings(default_max_steps=steps + 1),
     )
-    runtime.add_expert("bench", "Benchmark expert.", tools=[noop])
+    runtime.add_expert("bench", "Benchmark expert.", tools=[bench_tool(kind)])
     return runtime
 
 
@@ -66,8 +99,9 @@ async def _baseline_call(step: int, last: bool) -> dict[str, Any]:
     return {"text": "done"} if last else {"tool": "noop", "args": {"value": step}}
 
 
-async def baseline_job(steps: int, delay: float = 0.0) -> dict[str, int]:
-    """An async call, a dict append and usage sums per step: the floor for any runtime."""
+async def baseline_job(steps: int, delay: float = 0.0, sync: bool = False) -> dict[str, int]:
+    """An async call, a dict append and usage sums per step: the floor for any runtime (with
+    ``sync``, the tool is the plain function, called directly)."""
     history: list[dict[str, Any]] = []
     usage = {"input": 0, "output": 0, "total": 0}
     for step in range(steps):
@@ -79,18 +113,21 @@ async def baseline_job(steps: int, delay: float = 0.0) -> dict[str, int]:
         usage["output"] += 20
         usage["total"] += 120
         if "tool" in response:
-            history.append({"result": await noop(**response["args"])})
+            if sync:
+                history.append({"result": noop_sync(**response["args"])})
+            else:
+                history.append({"result": await noop(**response["args"])})
     return usage
 
 
 # ---------------------------------------------------------------- workloads
 
 
-async def w1(steps: int, *, cold: bool = False) -> float:
+async def w1(steps: int, *, cold: bool = False, kind: str = "async") -> float:
     """µs per step of one job. The runtime's one-time start-up (its first job builds the toolset
     cache and starts the watchdog and lease-heartbeat tasks) is paid by a warm-up job first,
     unless ``cold``: then the figure includes it (reported as ``w1_cold_us_per_step_n10``)."""
-    runtime = runtime_for(steps)
+    runtime = runtime_for(steps, kind=kind)
     if not cold:
         await runtime.run("bench", "warm-up")
     start = time.perf_counter()
@@ -100,15 +137,54 @@ async def w1(steps: int, *, cold: bool = False) -> float:
     return elapsed / steps * 1e6
 
 
-async def w1_baseline(steps: int) -> float:
+async def w1_traced(steps: int) -> float:
+    """W1 with tracing on: what making a job's spans costs per step (see ``traced``)."""
+    from expert_jobs.engine.tracing import enable_tracing
+
+    runtime = runtime_for(steps)
+    enable_tracing(runtime, _span_sink())
+    await runtime.run("bench", "warm-up")
+    start = time.perf_counter()
+    job = await runtime.run("bench", "go")
+    elapsed = time.perf_counter() - start
+    assert job.status.value == "completed" and job.total_steps == steps, job
+    return elapsed / steps * 1e6
+
+
+def _span_sink() -> Any:
+    """An SDK tracer provider whose spans go through a simple processor to an exporter that drops
+    them: the spans' whole cost in the process, without the export."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    return provider
+
+
+def _has_otel() -> bool:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+
+        import expert_jobs.engine.tracing  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def w1_baseline(steps: int, sync: bool = False) -> float:
     start = time.perf_counter()
     for _ in range(10):
-        await baseline_job(steps)
+        await baseline_job(steps, sync=sync)
     return (time.perf_counter() - start) / (10 * steps) * 1e6
 
 
-async def w2(jobs: int = 1000, steps: int = 10) -> float:
-    runtime = runtime_for(steps)
+async def w2(jobs: int = 1000, steps: int = 10, kind: str = "async") -> float:
+    runtime = runtime_for(steps, kind=kind)
     start = time.perf_counter()
     for i in range(jobs):
         await runtime.submit("bench", f"job {i}")
@@ -118,9 +194,9 @@ async def w2(jobs: int = 1000, steps: int = 10) -> float:
     return jobs / elapsed
 
 
-async def w2_baseline(jobs: int = 1000, steps: int = 10) -> float:
+async def w2_baseline(jobs: int = 1000, steps: int = 10, sync: bool = False) -> float:
     start = time.perf_counter()
-    await asyncio.gather(*(baseline_job(steps) for _ in range(jobs)))
+    await asyncio.gather(*(baseline_job(steps, sync=sync) for _ in range(jobs)))
     return jobs / (time.perf_counter() - start)
 
 
@@ -187,42 +263,90 @@ def paired(
     return statistics.median(ours), statistics.median(theirs)
 
 
+def measure(repeats: int, only: str | None = None) -> dict[str, float]:
+    """Every figure (or those whose name contains ``only``), each beside its baseline."""
+    r = repeats
+    results: dict[str, float] = {}
+
+    def want(name: str) -> bool:
+        return only is None or only in name
+
+    # Each figure's runs alternate with its baseline's, so machine noise hits both alike.
+    for kind, tag in (("async", ""), ("sync", "sync_"), ("inline", "inline_")):
+        if kind == "inline" and not HAS_INLINE:
+            continue
+        sync = kind != "async"
+        for steps, times in ((10, 4), (100, 2)):
+            name = f"w1_{tag}us_per_step_n{steps}"
+            if want(name):
+                results[name], results["baseline_" + name] = paired(
+                    r * times,
+                    lambda steps=steps, kind=kind: w1(steps, kind=kind),  # type: ignore[misc]
+                    lambda steps=steps, sync=sync: w1_baseline(steps, sync),  # type: ignore[misc]
+                )
+        if kind == "async" and _has_otel():
+            for steps, times in ((10, 4), (100, 2)):
+                name = f"w1_traced_us_per_step_n{steps}"
+                if want(name):
+                    # The baseline: the same workload with tracing off.
+                    results[name], results["baseline_" + name] = paired(
+                        r * times,
+                        lambda steps=steps: w1_traced(steps),  # type: ignore[misc]
+                        lambda steps=steps: w1(steps),  # type: ignore[misc]
+                    )
+        if kind == "async" and want("w1_cold_us_per_step_n10"):
+            results["w1_cold_us_per_step_n10"] = median_of(r * 4, lambda: w1(10, cold=True))
+        name = f"w2_{tag}jobs_per_s"
+        if want(name):
+            results[name], results["baseline_" + name] = paired(
+                r,
+                lambda kind=kind: w2(kind=kind),  # type: ignore[misc]
+                lambda sync=sync: w2_baseline(sync=sync),  # type: ignore[misc]
+            )
+    if want("w3_wall_s"):
+        results["w3_wall_s"], results["baseline_w3_wall_s"] = paired(r, w3, w3_baseline)
+    if want("w3_kib_per_job"):
+        results["w3_kib_per_job"] = asyncio.run(w3_memory())
+        results["baseline_w3_kib_per_job"] = asyncio.run(w3_memory_baseline())
+    return results
+
+
+TARGETS = {
+    "w1_us_per_step_n10": "<= 8",
+    "w1_us_per_step_n100": "<= 8, flat",
+    "w1_traced_us_per_step_n10": "(baseline: tracing off)",
+    "w1_traced_us_per_step_n100": "(baseline: tracing off)",
+    "w1_sync_us_per_step_n10": "<= 40",
+    "w1_sync_us_per_step_n100": "<= 40",
+    "w1_inline_us_per_step_n10": "",
+    "w1_inline_us_per_step_n100": "",
+    "w2_jobs_per_s": ">= 15000",
+    "w2_sync_jobs_per_s": "",
+    "w2_inline_jobs_per_s": "",
+    "w3_wall_s": "<= 0.30",
+    "w3_kib_per_job": "<= 8",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (the median is reported)")
+    parser.add_argument("--only", help="measure only the figures whose name contains this text")
     args = parser.parse_args()
-    r = args.repeats
-    results: dict[str, float] = {}
-    # Each figure's runs alternate with its baseline's, so machine noise hits both alike.
-    results["w1_us_per_step_n10"], results["baseline_w1_us_per_step_n10"] = paired(
-        r * 4, lambda: w1(10), lambda: w1_baseline(10)
-    )
-    results["w1_cold_us_per_step_n10"] = median_of(r * 4, lambda: w1(10, cold=True))
-    results["w1_us_per_step_n100"], results["baseline_w1_us_per_step_n100"] = paired(
-        r * 2, lambda: w1(100), lambda: w1_baseline(100)
-    )
-    results["w2_jobs_per_s"], results["baseline_w2_jobs_per_s"] = paired(r, w2, w2_baseline)
-    results["w3_wall_s"], results["baseline_w3_wall_s"] = paired(r, w3, w3_baseline)
-    results["w3_kib_per_job"] = asyncio.run(w3_memory())
-    results["baseline_w3_kib_per_job"] = asyncio.run(w3_memory_baseline())
+    results = measure(args.repeats, args.only)
     if args.json:
         print(json.dumps({k: round(v, 3) for k, v in results.items()}))
         return
-    targets = {
-        "w1_us_per_step_n10": "<= 30",
-        "w1_us_per_step_n100": "<= 30, flat",
-        "w2_jobs_per_s": ">= 5000",
-        "w3_wall_s": "<= 0.5",
-        "w3_kib_per_job": "<= 20",
-    }
-    print(f"{'figure':<24}{'expert-jobs':>14}{'baseline':>12}  target")
-    for key, target in targets.items():
-        print(f"{key:<24}{results[key]:>14.2f}{results['baseline_' + key]:>12.2f}  {target}")
-    cold = results["w1_cold_us_per_step_n10"]
-    print(f"{'w1_cold_us_per_step_n10':<24}{cold:>14.2f}{'':>12}  (a new runtime's first job)")
+    print(f"{'figure':<28}{'expert-jobs':>14}{'baseline':>12}  target")
+    for key, target in TARGETS.items():
+        if key in results:
+            print(f"{key:<28}{results[key]:>14.2f}{results['baseline_' + key]:>12.2f}  {target}")
+    if "w1_cold_us_per_step_n10" in results:
+        cold = results["w1_cold_us_per_step_n10"]
+        print(f"{'w1_cold_us_per_step_n10':<28}{cold:>14.2f}{'':>12}  (a new runtime's first job)")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from expert_jobs import JobStatus, Reply, ToolCalls, ToolResultsMessage, UsageError, tool
+from expert_jobs import (
+    JobStatus,
+    Reply,
+    Runtime,
+    RuntimeSettings,
+    ScriptedProvider,
+    ToolCalls,
+    ToolResultsMessage,
+    UsageError,
+    tool,
+)
 from expert_jobs.engine.tools import Tool
 
 from .conftest import checkpoints, make_runtime
@@ -34,6 +45,101 @@ def test_schema_comes_from_hints_defaults_and_docstring() -> None:
     assert schema["properties"]["limit"]["default"] == 5
     assert schema["properties"]["limit"]["description"] == "how many results at most"
     assert schema["additionalProperties"] is False
+
+
+def weather_google(city: str, days: int = 1) -> str:
+    """Look up the weather.
+
+    Forecasts come from the national service.
+
+    Args:
+        city (str): The city name.
+        days: How many days
+            ahead.
+
+    Returns:
+        The forecast.
+    """
+    return ""
+
+
+def weather_numpy(city: str, days: int = 1) -> str:
+    """Look up the weather.
+
+    Forecasts come from the national service.
+
+    Parameters
+    ----------
+    city : str
+        The city name.
+    days : int, optional
+        How many days
+        ahead.
+
+    Returns
+    -------
+    str
+        The forecast.
+    """
+    return ""
+
+
+def weather_sphinx(city: str, days: int = 1) -> str:
+    """Look up the weather.
+
+    Forecasts come from the national service.
+
+    :param city: The city name.
+    :type city: str
+    :param int days: How many days
+        ahead.
+    :returns: The forecast.
+    """
+    return ""
+
+
+@pytest.mark.parametrize(
+    "fn", [weather_google, weather_numpy, weather_sphinx], ids=["google", "numpy", "sphinx"]
+)
+def test_google_numpy_and_sphinx_docstrings_describe_the_tool_and_its_parameters(fn: Any) -> None:
+    made = Tool.from_function(fn, name="weather")
+    assert made.description == "Look up the weather.\n\nForecasts come from the national service."
+    properties = made.input_schema["properties"]
+    assert properties["city"]["description"] == "The city name."
+    assert properties["days"]["description"] == "How many days ahead."
+    assert made.declaration.description == made.description
+
+
+def test_a_docstring_without_parameters_is_the_description() -> None:
+    def ping(host: str) -> str:
+        """Ping a host
+        and say how long it took."""
+        return ""
+
+    made = Tool.from_function(ping)
+    assert made.description == "Ping a host\nand say how long it took."
+    assert "description" not in made.input_schema["properties"]["host"]
+    assert Tool.from_function(lambda: None, name="bare").description == ""
+
+
+async def test_annotated_bounds_shape_the_schema_and_the_validation() -> None:
+    def roll(n: Annotated[int, Field(ge=1, le=5)], label: Annotated[str, Field(max_length=3)] = "d") -> str:
+        """Roll n dice.
+
+        Args:
+            n: how many
+        """
+        return label * n
+
+    made = Tool.from_function(roll)
+    n = made.input_schema["properties"]["n"]
+    assert (n["minimum"], n["maximum"], n["description"]) == (1, 5, "how many")
+    assert made.input_schema["properties"]["label"]["maxLength"] == 3
+    assert await made.call({"n": 2}) == ("dd", False)
+    text, is_error = await made.call({"n": 100})
+    assert is_error and "arguments.n: Input should be less than or equal to 5" in text
+    text, is_error = await made.call({"n": 1, "label": "long"})
+    assert is_error and "arguments.label" in text
 
 
 def test_tools_reject_what_cannot_be_described() -> None:
@@ -172,3 +278,110 @@ def test_an_experts_toolset_is_built_once_and_rebuilt_when_tools_change() -> Non
 
     runtime.add_tool(double)
     assert runtime.toolset(expert, root=True) is not root
+
+
+# ---------------------------------------------------------------- how a call runs
+
+BOUND = 20.0  # seconds: the most a test waits for what should take well under one
+
+
+async def test_a_tool_declared_non_blocking_runs_inline_on_the_event_loop() -> None:
+    seen: list[bool] = []
+
+    @tool(blocking=False)
+    def where() -> str:
+        """Reports whether it runs on the main thread."""
+        seen.append(threading.current_thread() is threading.main_thread())
+        return "ok"
+
+    assert where.blocking is False
+    runtime = make_runtime(
+        [ToolCalls.of(("where", {})), ToolCalls.of(("where", {}), ("where", {})), Reply("ok")], tools=[where]
+    )
+    job = await runtime.run("main@1.0.0", "q")
+    assert job.status is JobStatus.COMPLETED
+    assert seen == [True, True, True]
+    assert runtime.tool_threads.started == 0  # no thread was ever needed
+
+
+async def test_an_inline_tool_gets_no_deadline_and_its_failures_are_results() -> None:
+    class Spy:
+        armed = 0
+
+        def arm(self, task: object, timeout: float) -> None:
+            self.armed += 1
+
+    @tool(blocking=False, timeout=0.001)
+    def explode(x: int) -> int:
+        """Fails."""
+        raise ValueError(f"bad {x}")
+
+    spy = Spy()
+    content, is_error = await explode.call({"x": 3}, 0.001, spy)  # type: ignore[arg-type]
+    assert (content, is_error) == ("Tool explode failed: ValueError: bad 3", True)
+    content, is_error = await explode.call({"x": "three"}, 0.001, spy)  # type: ignore[arg-type]
+    assert is_error and "arguments.x" in content
+    assert spy.armed == 0  # nothing could interrupt it: no deadline is armed
+
+
+def test_blocking_is_a_flag_and_async_tools_never_block() -> None:
+    def plain() -> str:
+        """Plain."""
+        return ""
+
+    async def coroutine() -> str:
+        """A coroutine."""
+        return ""
+
+    assert tool(plain).blocking is True
+    assert tool(plain, blocking=False).blocking is False
+    assert tool(coroutine).blocking is False
+    assert Tool.from_function(coroutine, blocking=True).blocking is False
+    with pytest.raises(UsageError, match="blocking must be True or False"):
+        tool(plain, blocking="no")  # type: ignore[arg-type]
+
+
+async def test_a_sleeping_sync_tool_never_stalls_other_jobs() -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def sleepy() -> str:
+        """Sleeps until the test lets it go."""
+        entered.set()
+        gate.wait(BOUND)
+        return "rested"
+
+    def quick(n: int) -> int:
+        """Answers at once (in a thread too)."""
+        return n + 1
+
+    @tool(blocking=False)
+    def inline(n: int) -> int:
+        """Answers at once, on the loop."""
+        return n * 2
+
+    script = {
+        "sleepy": [ToolCalls.of(("sleepy", {})), Reply("done")],
+        "busy": [ToolCalls.of(("quick", {"n": i}), ("inline", {"n": i})) for i in range(20)]
+        + [Reply("done")],
+    }
+    runtime = Runtime(providers=ScriptedProvider(script), settings=RuntimeSettings(default_max_steps=30))
+    runtime.add_expert("sleepy", "Sleeps.", tools=[sleepy])
+    runtime.add_expert("busy", "Busy.", tools=[quick, inline])
+    try:
+        sleeping = asyncio.create_task(runtime.run("sleepy", "q"))
+        for _ in range(int(BOUND * 100)):  # polled: waiting in a thread would take one
+            if entered.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert entered.is_set()
+        # The sleeping tool holds its thread; 20 steps of another job run to the end meanwhile.
+        busy = await asyncio.wait_for(asyncio.gather(*(runtime.run("busy", "q") for _ in range(3))), BOUND)
+        assert all(job.status is JobStatus.COMPLETED and job.total_steps == 21 for job in busy)
+        assert not sleeping.done()
+        gate.set()
+        job = await asyncio.wait_for(sleeping, BOUND)
+        assert job.status is JobStatus.COMPLETED
+    finally:
+        gate.set()
+        await runtime.close()
