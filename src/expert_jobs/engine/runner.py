@@ -2,7 +2,8 @@
 
 One :class:`JobRunner` per claimed job. It keeps the run states in memory, writes a checkpoint at
 every step end and every stop (atomically with the job's status and counters), and emits events.
-The semantics are DESIGN.md's "Step loop semantics"; the module's tests pin each one.
+The semantics are the README's "Step loop semantics" (docs/architecture.md says which function
+keeps each rule); tests/engine/test_step_loop.py pins each one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
-from expert_jobs.domain.errors import ProviderError, StaleJobVersion, UsageError
+from expert_jobs.domain.errors import JobError, ProviderError, ProviderErrorKind, StaleJobVersion, UsageError
 from expert_jobs.domain.events import EventKind, JobEvent
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
 from expert_jobs.domain.ids import CheckpointIds, derived_id
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from expert_jobs.engine.events import EventBus
     from expert_jobs.engine.files import Workspace
     from expert_jobs.engine.settings import RuntimeSettings
+    from expert_jobs.engine.tracing import JobTrace, JobTracing
     from expert_jobs.engine.watchdog import Watchdog
     from expert_jobs.ports.clock import Clock
     from expert_jobs.ports.store import JobStore
@@ -98,6 +100,11 @@ class RunnerHost(Protocol):
         """Where a job's files are read from."""
         ...
 
+    @property
+    def tracing(self) -> JobTracing | None:
+        """Makes the OpenTelemetry spans of job runs (``None``: tracing is off)."""
+        ...
+
     def provider_for(self, job: Job) -> Provider:
         """The provider serving the job's model."""
         ...
@@ -127,7 +134,7 @@ class _LeaseLost(Exception):
 class _Stop(Exception):
     """A job-wide stop (maxSteps reached, the job's time is up) raised from any run."""
 
-    def __init__(self, trigger: str, reason: str, error: dict[str, Any] | None = None) -> None:
+    def __init__(self, trigger: str, reason: str, error: JobError | None = None) -> None:
         self.trigger = trigger
         self.reason = reason
         self.error = error
@@ -150,12 +157,12 @@ class _TornWrite(NamedTuple):
 
 
 class _RunFailed(Exception):
-    """A run's generation failed for good."""
+    """A run's generation failed for good (``error``: its job error, ``reason`` its message)."""
 
-    def __init__(self, error: ProviderError, reason: str) -> None:
+    def __init__(self, error: JobError) -> None:
         self.error = error
-        self.reason = reason
-        super().__init__(reason)
+        self.reason = error.message
+        super().__init__(error.message)
 
 
 class _Paused(Exception):
@@ -217,7 +224,7 @@ class _Run:
         self.delegations: tuple[Delegation, ...] = ()
         self.state: RunState = "running"
         self.final_text = ""
-        self.error: dict[str, Any] | None = None
+        self.error: JobError | None = None
         self.request: GenerationRequest | None = None
 
 
@@ -250,6 +257,8 @@ class JobRunner:
         "_timer",
         "_tool_timeout",
         "_torn",
+        "_trace",
+        "_tracing",
         "_watchdog",
         "cancel_requested",
         "job",
@@ -296,6 +305,9 @@ class JobRunner:
         self._torn: _TornWrite | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.timed_out = False
+        # Tracing (engine/tracing.py): off when None; the run's spans while it runs.
+        self._tracing = runtime.tracing
+        self._trace: JobTrace | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -328,6 +340,8 @@ class JobRunner:
         self.task = asyncio.current_task()
         if self._limit_ms < _INF:
             self._timer = self._start_timer()
+        if self._tracing is not None:
+            self._trace = self._tracing.start_job(self.job)
         try:
             failure: Exception | None = None
             try:
@@ -344,7 +358,7 @@ class JobRunner:
                 except _Stop as stop:
                     await self._stop_job(stop.trigger, stop.reason, stop.error)
                 except _RunFailed as failed:
-                    await self._stop_job("fail", failed.reason, failed.error.to_data())
+                    await self._stop_job("fail", failed.reason, failed.error)
             except (_Canceled, _LeaseLost):
                 raise
             except asyncio.CancelledError:
@@ -384,6 +398,9 @@ class JobRunner:
                     )
             if self.job.lease_owner == self.worker_id:
                 self.job.lease_owner = self.job.lease_expires_at = None
+            if self._trace is not None:
+                self._trace.end(self.job)
+                self._trace = None
         return self.job
 
     def _uncancel(self) -> None:
@@ -399,9 +416,10 @@ class JobRunner:
         while running, or the job timer: on the state the store holds (see :meth:`_resync`), with
         a final checkpoint. If that fails too, log it: the job is left to the sweeper.
 
-        An unexpected exception's error is ``{"kind": "internal", "message": "<type>: <text>",
-        "retryable": false, "exception": "<type>", "jobId", "step"}`` (``step``: the step that was
-        running); a configuration problem's is its own :meth:`~ExpertJobsError.to_data`."""
+        An unexpected exception's error is a :class:`JobError` of kind ``internal`` (message
+        ``"<type>: <text>"``, ``exception`` the type's name, ``step`` the step that was running); a
+        configuration problem's is of kind ``usage`` (``exception``: its class), a provider's of its
+        :data:`~expert_jobs.domain.errors.ProviderErrorKind`."""
         self._stop_timer()
         job_id = self.job.id
         internal = not isinstance(failure, _TimeUp | UsageError | ProviderError)
@@ -422,19 +440,29 @@ class JobRunner:
                 stop = self._over_time()
                 reason, error = stop.reason, stop.error
                 _log.warning("job %s: %s", job_id, reason)
-            elif isinstance(failure, UsageError | ProviderError):
+            elif isinstance(failure, ProviderError):
+                # A configuration problem discovered while running (no API key for the model...).
+                reason = str(failure)
+                error = JobError.from_provider(failure, job_id=job_id, step=job.total_steps + 1)
+            elif isinstance(failure, UsageError):
                 # A configuration problem discovered while running (unknown expert, file refused...).
-                reason, error = str(failure), failure.to_data()
+                reason = str(failure)
+                error = JobError(
+                    "usage",
+                    reason,
+                    exception=type(failure).__name__,
+                    job_id=job_id,
+                    step=job.total_steps + 1,
+                )
             else:
                 reason = f"{type(failure).__name__}: {failure}"
-                error = {
-                    "kind": "internal",
-                    "message": reason,
-                    "retryable": False,
-                    "exception": type(failure).__qualname__,
-                    "jobId": job_id,
-                    "step": job.total_steps + 1,
-                }
+                error = JobError(
+                    "internal",
+                    reason,
+                    exception=type(failure).__qualname__,
+                    job_id=job_id,
+                    step=job.total_steps + 1,
+                )
             await self._stop_job("fail", reason, error)
         except (_Canceled, _LeaseLost):
             raise
@@ -537,9 +565,7 @@ class JobRunner:
         ran = (self._elapsed_ms + (self._clock.monotonic() - self._mark) * 1000.0) / 1000.0
         reason = f"the job ran for {ran:.1f} s, over its limit of {limit:g} s (job_timeout)"
         return _Stop(
-            "fail",
-            reason,
-            {"kind": "job_timeout", "retryable": False, "jobId": job.id, "limitSeconds": limit},
+            "fail", reason, JobError("job_timeout", reason, job_id=job.id, details={"limitSeconds": limit})
         )
 
     async def _start(self) -> None:
@@ -604,6 +630,9 @@ class JobRunner:
                 raise self._steps_exhausted()
             if self._elapsed_ms >= self._limit_ms:
                 raise self._over_time()
+            trace = self._trace
+            if trace is not None:
+                trace.step(run.id, run.parent_id, run.expert_key, self._steps_begun + 1)
             response = await self._generate(run, task)
             if self._steps_begun >= job.max_steps:
                 # A parallel run of the job took the last step while this one was generating.
@@ -627,13 +656,16 @@ class JobRunner:
                 tool, limit = run.tool_names[call.name]
                 if self._bus.active:
                     self._emit_calls(run, calls)
-                content, is_error = await tool.call(
+                called = tool.call(
                     call.arguments,
                     self._tool_timeout if limit is None else limit,
                     self._watchdog,
                     self._threads,
                     task,
                 )
+                if trace is not None:
+                    called = trace.tool(run.id, call, called)
+                content, is_error = await called
                 if len(content) > self._max_result:
                     content = clip_result(content, self._max_result)
                 result = ToolResult(call.id, call.name, content, is_error)
@@ -650,7 +682,7 @@ class JobRunner:
 
     async def _tool_batch(self, run: _Run, calls: tuple[ToolCall, ...]) -> None:
         """Run a response's tool calls: ordinary tools concurrently, then delegates and
-        interactive calls pause the run (see DESIGN.md)."""
+        interactive calls pause the run (see the README's "Step loop semantics")."""
         results: dict[str, ToolResult] = {}
         ordinary: list[ToolCall] = []
         waiting: list[ToolCall] = []
@@ -667,9 +699,11 @@ class JobRunner:
             bound = run.tool_names
             default, watchdog, threads = self._tool_timeout, self._watchdog, self._threads
             runs = []
+            trace = self._trace
             for call in ordinary:
                 tool, limit = bound[call.name]
-                runs.append(tool.call(call.arguments, default if limit is None else limit, watchdog, threads))
+                called = tool.call(call.arguments, default if limit is None else limit, watchdog, threads)
+                runs.append(called if trace is None else trace.tool(run.id, call, called))
             outcomes = [await runs[0]] if len(runs) == 1 else await asyncio.gather(*runs)
             most = self._max_result
             for call, (content, is_error) in zip(ordinary, outcomes, strict=True):
@@ -775,9 +809,13 @@ class JobRunner:
             await self._drive(child)
         except _RunFailed as failed:
             child.state = "failed"
-            child.error = failed.error.to_data() | {"message": failed.reason}
+            child.error = failed.error
             await self._write(child, None, "stop")
+            if self._trace is not None:
+                self._trace.end_run(child.id, "failed", child.error)
             return self._answer(delegation.call_id, name, _failure_text(expert.key, child.error), True)
+        if self._trace is not None:
+            self._trace.end_run(child.id, "completed", None)
         return self._answer(delegation.call_id, name, child.final_text)
 
     def _answer(self, call_id: str, name: str, content: str, is_error: bool = False) -> ToolResult:
@@ -810,9 +848,13 @@ class JobRunner:
             )
         watchdog = self._rt.watchdog
         timeout = self._timeout
+        trace = self._trace
+        span = None
         while True:
             if self.cancel_requested:
                 raise _Canceled
+            if trace is not None:
+                span = trace.generation(run.id, request)
             watchdog.arm(task, timeout)
             try:
                 response = await provider.generate(request)
@@ -844,22 +886,42 @@ class JobRunner:
             else:
                 run.retry_count = 0
                 run.unsaved = response.usage if run.unsaved is ZERO_USAGE else run.unsaved + response.usage
+                if trace is not None and span is not None:
+                    trace.generated(span, response)
                 return response
             finally:
                 watchdog.disarm(task)
+            if trace is not None and span is not None:
+                trace.generation_failed(span, error)
             if isinstance(error.usage, Usage):
                 run.unsaved = run.unsaved + error.usage
             if not error.retryable:
-                raise _RunFailed(error, f"{error.kind} error from {error.provider or 'provider'}: {error}")
+                raise _RunFailed(
+                    JobError.from_provider(
+                        error,
+                        f"{error.kind} error from {error.provider or 'provider'}: {error}",
+                        attempt=run.retry_count + 1,
+                        job_id=job.id,
+                        step=job.total_steps + 1,
+                    )
+                )
             if run.retry_count >= job.max_retries:
                 raise _RunFailed(
-                    error,
-                    f"{run.retry_count + 1} consecutive failed attempts exhausted "
-                    f"maxRetries={job.max_retries}: {error}",
+                    JobError.from_provider(
+                        error,
+                        f"{run.retry_count + 1} consecutive failed attempts exhausted "
+                        f"maxRetries={job.max_retries}: {error}",
+                        attempt=run.retry_count + 1,
+                        job_id=job.id,
+                        step=job.total_steps + 1,
+                    )
                 )
             run.retry_count += 1
             self._emit(run, "retry", {"attempt": run.retry_count, "error": error.to_data()})
-            await self._clock.sleep(self._backoff(run.retry_count, error.retry_after))
+            delay = self._backoff(run.retry_count, error.retry_after)
+            if trace is not None:
+                trace.retry(run.id, run.retry_count, error, delay)
+            await self._clock.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         settings = self._settings
@@ -875,8 +937,9 @@ class JobRunner:
         root.state = state
         await self._write(root, trigger, "stop", new_step=True, release=True)
 
-    async def _stop_job(self, trigger: str, reason: str, error: dict[str, Any] | None = None) -> None:
-        """Exceeded or failed: answer every open call of the root, then write the final checkpoint."""
+    async def _stop_job(self, trigger: str, reason: str, error: JobError | None = None) -> None:
+        """Exceeded or failed: answer every open call of the root, then write the final checkpoint
+        with the job's error (``reason`` its message; without ``error``: maxSteps was reached)."""
         job = self.job
         if job.status is _DELEGATING:
             self._transition("resume", None)
@@ -893,8 +956,11 @@ class JobRunner:
             self._close_batch(root)
         root.delegations = ()
         root.state = "exceededMaxSteps" if trigger == "exceed_max_steps" else "failed"
-        root.error = (error or {}) | {"message": reason}
-        job.error = root.error
+        if error is None:
+            error = JobError("max_steps", reason, job_id=job.id)
+        elif error.message != reason:
+            error = error.with_message(reason)
+        root.error = job.error = error
         await self._write(root, trigger, "stop", absorb_all=True, release=True)
 
     async def _stored_root(self) -> _Run:
@@ -1180,6 +1246,7 @@ def _most_urgent(failures: BaseExceptionGroup[BaseException]) -> BaseException:
 def _unexpected_provider_error(exc: Exception) -> ProviderError:
     """What a provider's unexpected exception counts as: ``timeout`` (a ``TimeoutError``),
     ``connection`` (a ``ConnectionError``), else ``invalid_response``; all three are retried."""
+    kind: ProviderErrorKind
     if isinstance(exc, TimeoutError):
         kind = "timeout"
     elif isinstance(exc, ConnectionError):
@@ -1200,8 +1267,8 @@ def _leading_input(messages: list[Message]) -> int:
     return count
 
 
-def _failure_text(key: str, error: dict[str, Any] | None) -> str:
-    message = (error or {}).get("message", "unknown error")
+def _failure_text(key: str, error: JobError | None) -> str:
+    message = "unknown error" if error is None else error.message
     return f"Delegate {key} failed: {message}"
 
 

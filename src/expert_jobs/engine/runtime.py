@@ -38,6 +38,7 @@ from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.threads import ToolThreads
 from expert_jobs.engine.tools import Tool, Toolset, clip_result
+from expert_jobs.engine.tracing import JobTracing
 from expert_jobs.engine.watchdog import Watchdog
 from expert_jobs.ports.clock import Clock, SystemClock
 from expert_jobs.ports.provider import Provider, ProviderResolver, ToolDeclaration
@@ -72,6 +73,9 @@ class Runtime:
 
     The runtime owns the threads sync tools run in (:attr:`tool_threads`, at most
     ``settings.tool_threads`` of them, read once here); :meth:`close` shuts them down.
+
+    ``tracing`` (a :class:`~expert_jobs.engine.tracing.JobTracing`, the ``otel`` extra) makes
+    OpenTelemetry spans of the job runs; off (``None``) by default. See docs/operations.md.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Runtime:
         clock: Clock | None = None,
         workspace: Workspace | str | None = None,
         models: ModelCatalogue | None = None,
+        tracing: JobTracing | None = None,
     ) -> None:
         if store is None:
             from expert_jobs.stores.memory import MemoryStore
@@ -99,6 +104,8 @@ class Runtime:
         self.events = EventBus()
         self.models = models or ModelCatalogue()
         self.workspace = Workspace(workspace) if isinstance(workspace, str) else workspace
+        # OpenTelemetry spans of job runs (engine/tracing.py): off when None; read by each runner.
+        self.tracing: JobTracing | None = tracing
         self.experts = ExpertRegistry()
         self._tools: dict[str, Tool] = {}
         self._toolsets: dict[

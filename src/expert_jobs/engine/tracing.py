@@ -1,0 +1,335 @@
+"""OpenTelemetry traces of job runs, following the GenAI semantic conventions (the ``otel`` extra).
+
+Off by default: a runtime traces only with a :class:`JobTracing` (``Runtime(tracing=...)`` or
+:func:`enable_tracing`); without one the step loop pays one ``is not None`` check per hook and this
+module never imports ``opentelemetry``. The SDK (or any API-compatible tracer provider) is imported
+here only, when a :class:`JobTracing` is made.
+
+The spans of one run of a job (a runner's ``run()``: until it completes, pauses, stops or is let go):
+
+- ``invoke_agent {expert}`` (the run): ``gen_ai.operation.name`` ``invoke_agent``,
+  ``gen_ai.agent.name``, ``gen_ai.request.model``, ``expert_jobs.job.id``, the status it started
+  from and ended in (``expert_jobs.job.status``), its steps and usage; linked to the span of the
+  job's previous run in this process (``expert_jobs.link`` ``previous_run``: a resume after a
+  pause, a follow-up, a requeue);
+- ``step {n}`` per step of each run (``expert_jobs.step``, ``expert_jobs.run.id``), with an
+  ``expert_jobs.retry`` event per retried generation (attempt, error kind, backoff delay);
+- ``chat {model}`` per generation attempt (kind CLIENT): request model and temperature, response
+  model, ``gen_ai.provider.name``, ``gen_ai.usage.*`` (input, output, cached input, reasoning),
+  ``gen_ai.response.finish_reasons``; a failed attempt has status ERROR and ``error.type``;
+- ``execute_tool {name}`` per ordinary tool call (``gen_ai.tool.name``, ``gen_ai.tool.call.id``),
+  status ERROR when the model gets an error result; the span is the current one while an ``async``
+  tool runs, so the tool's own spans nest under it;
+- ``invoke_agent {delegate}`` per delegate's child run, under the step that delegated, with its
+  own steps, generations and tool calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from expert_jobs.domain.status import JobStatus
+from expert_jobs.domain.usage import Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
+
+    from expert_jobs.domain.errors import JobError, ProviderError
+    from expert_jobs.domain.job import Job
+    from expert_jobs.domain.messages import ToolCall
+    from expert_jobs.ports.provider import GenerationRequest, GenerationResponse
+
+__all__ = ["INSTRUMENTATION_NAME", "JobTrace", "JobTracing", "enable_tracing"]
+
+INSTRUMENTATION_NAME = "expert_jobs"
+"""The instrumentation scope of every span (the tracer's name)."""
+
+# Our providers' names -> the conventions' well-known gen_ai.provider.name values.
+_PROVIDER_NAMES = {"google": "gcp.gemini", "gemini": "gcp.gemini"}
+_FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED})
+
+
+def _load_otel() -> Any:
+    """The ``opentelemetry.trace`` module, or an ImportError naming the extra to install."""
+    try:
+        return importlib.import_module("opentelemetry.trace")
+    except ImportError as exc:
+        raise ImportError(
+            "expert-jobs tracing needs OpenTelemetry: pip install 'expert-jobs[otel]' "
+            f"(could not import opentelemetry.trace: {exc})"
+        ) from exc
+
+
+class JobTracing:
+    """Makes the spans of job runs with a tracer of ``tracer_provider`` (the global provider when
+    ``None``: set it with ``opentelemetry.trace.set_tracer_provider``).
+
+    ``remember`` bounds how many jobs' last run span contexts are kept to link a job's next run
+    to its previous one (a resume after a pause, a follow-up); the oldest are forgotten first.
+    Raises ImportError naming the ``otel`` extra when OpenTelemetry is not installed.
+    """
+
+    __slots__ = ("_last", "_otel", "_remember", "tracer")
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, *, remember: int = 10_000) -> None:
+        if remember < 0:
+            raise ValueError(f"remember must be >= 0, not {remember}")
+        otel = _load_otel()
+        from expert_jobs import __version__
+
+        self._otel = otel
+        self.tracer: Tracer = otel.get_tracer(
+            INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
+        )
+        self._remember = remember
+        self._last: OrderedDict[str, SpanContext] = OrderedDict()
+
+    def start_job(self, job: Job) -> JobTrace:
+        """Open the span of a run of ``job`` (linked to its previous run's, when remembered)."""
+        return JobTrace(self, job)
+
+    def previous_run(self, job_id: str) -> SpanContext | None:
+        """The span context of the last run of ``job_id`` traced here, if remembered."""
+        return self._last.get(job_id)
+
+    def _remember_run(self, job_id: str, context: SpanContext) -> None:
+        if not self._remember:
+            return
+        last = self._last
+        last[job_id] = context
+        last.move_to_end(job_id)
+        while len(last) > self._remember:
+            last.popitem(last=False)
+
+
+def enable_tracing(runtime: Any, tracer_provider: TracerProvider | None = None) -> JobTracing:
+    """Trace the runs of ``runtime``'s jobs from now on (runs that start later); returns the
+    :class:`JobTracing` set as ``runtime.tracing``. ``runtime.tracing = None`` turns it off."""
+    tracing = JobTracing(tracer_provider)
+    runtime.tracing = tracing
+    return tracing
+
+
+class JobTrace:
+    """The open spans of one run of a job; the runner calls it at its hook points."""
+
+    __slots__ = ("_generations", "_job_id", "_otel", "_runs", "_span", "_steps", "_tracer", "_tracing")
+
+    def __init__(self, tracing: JobTracing, job: Job) -> None:
+        otel = self._otel = tracing._otel
+        self._tracing = tracing
+        self._tracer = tracing.tracer
+        self._job_id = job.id
+        previous = tracing.previous_run(job.id)
+        links = () if previous is None else (otel.Link(previous, {"expert_jobs.link": "previous_run"}),)
+        self._span: Span = self._tracer.start_span(
+            f"invoke_agent {job.expert_key}",
+            kind=otel.SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": job.expert_key,
+                "gen_ai.request.model": job.model,
+                "gen_ai.conversation.id": job.id,
+                "expert_jobs.job.id": job.id,
+                "expert_jobs.job.status.start": job.status.value,
+                "expert_jobs.job.resumed": previous is not None or job.checkpoint_seq > 0,
+            },
+            links=links,
+        )
+        self._steps: dict[str, Span] = {}  # run id -> its current step's span
+        self._runs: dict[str, Span] = {}  # child run id -> its span
+        self._generations: set[Span] = set()  # attempts in flight
+
+    # ------------------------------------------------------------------ parents
+
+    def _parent_of_run(self, run_id: str) -> Span:
+        """Where a run's steps hang: the job run's span for the root, the child run's own span."""
+        return self._runs.get(run_id, self._span)
+
+    def _current(self, run_id: str) -> Span:
+        """Where a run's generations, tool calls and delegates hang: its current step's span."""
+        step = self._steps.get(run_id)
+        return step if step is not None else self._parent_of_run(run_id)
+
+    def _context(self, span: Span) -> Any:
+        return self._otel.set_span_in_context(span)
+
+    # ------------------------------------------------------------------ hooks
+
+    def step(self, run_id: str, parent_id: str | None, expert_key: str, number: int) -> None:
+        """A step of ``run_id`` begins (the previous one of that run, if open, ends)."""
+        previous = self._steps.pop(run_id, None)
+        if previous is not None:
+            previous.end()
+        if parent_id is not None and run_id not in self._runs:
+            self._runs[run_id] = self._tracer.start_span(
+                f"invoke_agent {expert_key}",
+                context=self._context(self._current(parent_id)),
+                kind=self._otel.SpanKind.INTERNAL,
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": expert_key,
+                    "expert_jobs.job.id": self._job_id,
+                    "expert_jobs.run.id": run_id,
+                    "expert_jobs.run.parent_id": parent_id,
+                },
+            )
+        self._steps[run_id] = self._tracer.start_span(
+            f"step {number}",
+            context=self._context(self._parent_of_run(run_id)),
+            attributes={
+                "expert_jobs.job.id": self._job_id,
+                "expert_jobs.run.id": run_id,
+                "expert_jobs.step": number,
+                "gen_ai.agent.name": expert_key,
+            },
+        )
+
+    def generation(self, run_id: str, request: GenerationRequest) -> Span:
+        """A generation attempt of ``run_id`` begins: its ``chat`` span."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": request.model,
+            "expert_jobs.job.id": self._job_id,
+            "expert_jobs.run.id": run_id,
+        }
+        if request.temperature is not None:
+            attributes["gen_ai.request.temperature"] = request.temperature
+        if request.max_output_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = request.max_output_tokens
+        span = self._tracer.start_span(
+            f"chat {request.model}",
+            context=self._context(self._current(run_id)),
+            kind=self._otel.SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        self._generations.add(span)
+        return span
+
+    def generated(self, span: Span, response: GenerationResponse) -> None:
+        """The attempt succeeded: its response's model, provider, usage and finish reason."""
+        self._generations.discard(span)
+        attributes = _usage(response.usage)
+        attributes["gen_ai.response.finish_reasons"] = (response.finish_reason,)
+        if response.model is not None:
+            attributes["gen_ai.response.model"] = response.model
+        if response.provider is not None:
+            _add_provider(attributes, response.provider)
+        span.set_attributes(attributes)  # one call: the SDK takes a lock per call
+        span.end()
+
+    def generation_failed(self, span: Span, error: ProviderError) -> None:
+        """The attempt failed (to be retried or not): status ERROR, ``error.type`` its kind."""
+        self._generations.discard(span)
+        attributes = _usage(error.usage) if isinstance(error.usage, Usage) else {}
+        attributes["error.type"] = error.kind
+        attributes["expert_jobs.error.retryable"] = error.retryable
+        if error.provider is not None:
+            _add_provider(attributes, error.provider)
+        span.set_attributes(attributes)
+        span.set_status(self._otel.Status(self._otel.StatusCode.ERROR, str(error)))
+        span.end()
+
+    def retry(self, run_id: str, attempt: int, error: ProviderError, delay: float) -> None:
+        """A failed generation is retried: an ``expert_jobs.retry`` event on the step's span."""
+        self._current(run_id).add_event(
+            "expert_jobs.retry",
+            {
+                "expert_jobs.retry.attempt": attempt,
+                "expert_jobs.retry.delay_s": delay,
+                "error.type": error.kind,
+                "exception.message": str(error),
+            },
+        )
+
+    async def tool(
+        self, run_id: str, call: ToolCall, result: Awaitable[tuple[str, bool]]
+    ) -> tuple[str, bool]:
+        """Await a tool call's ``(content, is_error)`` inside its ``execute_tool`` span."""
+        otel = self._otel
+        span = self._tracer.start_span(
+            f"execute_tool {call.name}",
+            context=self._context(self._current(run_id)),
+            kind=otel.SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": call.name,
+                "gen_ai.tool.call.id": call.id,
+                "gen_ai.tool.type": "function",
+                "expert_jobs.job.id": self._job_id,
+                "expert_jobs.run.id": run_id,
+            },
+        )
+        try:
+            with otel.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                content, is_error = await result
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(otel.Status(otel.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            span.end()
+            raise
+        if is_error:
+            span.set_attribute("error.type", "tool_error")
+            span.set_status(otel.Status(otel.StatusCode.ERROR, content[:200]))
+        span.end()
+        return content, is_error
+
+    def end_run(self, run_id: str, state: str, error: JobError | None) -> None:
+        """A delegate's child run ended (``state``: completed or failed)."""
+        step = self._steps.pop(run_id, None)
+        if step is not None:
+            step.end()
+        span = self._runs.pop(run_id, None)
+        if span is None:
+            return
+        span.set_attribute("expert_jobs.run.state", state)
+        if error is not None:
+            span.set_attribute("error.type", error.kind)
+            span.set_status(self._otel.Status(self._otel.StatusCode.ERROR, error.message))
+        span.end()
+
+    def end(self, job: Job) -> None:
+        """The run is over (whatever the outcome): close every open span, the run's last with the
+        job's status, steps and usage, and remember it for the job's next run."""
+        for span in tuple(self._generations):
+            span.set_attribute("error.type", "abandoned")
+            span.end()
+        self._generations.clear()
+        for step in self._steps.values():
+            step.end()
+        self._steps.clear()
+        for child in self._runs.values():
+            child.end()
+        self._runs.clear()
+        span = self._span
+        status = job.status
+        attributes = _usage(job.usage)
+        attributes["expert_jobs.job.status"] = status.value
+        attributes["expert_jobs.job.total_steps"] = job.total_steps
+        span.set_attributes(attributes)
+        error = job.error
+        if status in _FAILED_STATUSES and error is not None:
+            span.set_attribute("error.type", error.kind)
+            span.set_status(self._otel.Status(self._otel.StatusCode.ERROR, error.message))
+        span.end()
+        self._tracing._remember_run(job.id, span.get_span_context())
+
+
+def _add_provider(attributes: dict[str, Any], provider: str) -> None:
+    name = _PROVIDER_NAMES.get(provider, provider)
+    attributes["gen_ai.provider.name"] = name
+    attributes["gen_ai.system"] = name
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+        "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+    }
