@@ -13,9 +13,12 @@ from expert_jobs.domain.errors import (
     ExpertJobsError,
     IllegalTransition,
     InvalidExpertKey,
+    JobError,
+    JobErrorKind,
     JobNotFound,
     NotFound,
     ProviderError,
+    ProviderErrorKind,
     ProviderKeyMissing,
     ServiceError,
     StaleJobVersion,
@@ -50,6 +53,7 @@ from expert_jobs.engine.files import Workspace
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.tools import Tool, tool
+from expert_jobs.engine.tracing import JobTracing, enable_tracing
 from expert_jobs.engine.worker import Worker
 from expert_jobs.ports.clock import Clock, FakeClock, SystemClock
 from expert_jobs.ports.provider import (
@@ -103,17 +107,21 @@ __all__ = [
     "InteractiveToolSpec",
     "InvalidExpertKey",
     "Job",
+    "JobError",
+    "JobErrorKind",
     "JobEvent",
     "JobNotFound",
     "JobQuery",
     "JobStatus",
     "JobStore",
+    "JobTracing",
     "MemoryStore",
     "ModelCatalogue",
     "ModelInfo",
     "NotFound",
     "Provider",
     "ProviderError",
+    "ProviderErrorKind",
     "ProviderKeyMissing",
     "ProviderResolver",
     "ReasoningSettings",
@@ -147,6 +155,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "can_transition",
+    "enable_tracing",
     "mermaid_diagram",
     "new_id",
     "open_store",

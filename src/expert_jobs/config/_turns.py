@@ -3,30 +3,20 @@ or a script file) and their conversion to the scripted provider's turns."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from expert_jobs.config._base import ConfigModel
+from expert_jobs.domain.errors import ProviderErrorKind
 from expert_jobs.domain.usage import Usage
 from expert_jobs.providers.scripted import Call, Fail, Reply, ToolCalls, Turn
 
 __all__ = ["CallConfig", "FailureKind", "TurnConfig", "UsageConfig"]
 
-FailureKind = Literal[
-    "rate_limit",
-    "overloaded",
-    "server",
-    "timeout",
-    "connection",
-    "empty_output",
-    "authentication",
-    "bad_request",
-    "not_found",
-    "billing",
-    "other",
-]
-"""The kinds of provider failure a scripted turn can play (the first six are retryable)."""
+FailureKind = ProviderErrorKind
+"""The kinds of provider failure a scripted turn can play: every provider error kind (see
+:data:`~expert_jobs.domain.errors.ProviderErrorKind` for which are retryable)."""
 
 
 class UsageConfig(ConfigModel):
