@@ -19,6 +19,7 @@ from expert_jobs.stores import sqlite as sqlite_module
 from expert_jobs.stores.sqlite import SQLiteStore
 from tests.stores.contract import StoreContract, StoreFactory
 from tests.stores.factories import T0, make_checkpoint, make_job, user
+from tests.stores.old_rows import OLD_JOB_ERROR_TEXT, assert_reads_old_rows, old_checkpoint_text
 
 
 @pytest.fixture
@@ -266,9 +267,47 @@ async def test_concurrent_saves_share_transactions(tmp_path: Path, monkeypatch: 
         assert store.writer.operations - before_ops == 300
         assert batches < 100, f"{batches} commits for 300 concurrent saves: no group commit"
         assert sum(grouped) > 150, grouped  # most of them as one executemany per statement
-        for job in jobs[:: 37]:
+        for job in jobs[::37]:
             stored = await store.get(job.id)
             assert stored is not None and stored.version == 1
+    finally:
+        await store.close()
+
+
+async def test_concurrent_creates_share_statements_and_a_refused_one_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grouped = _count_groups(monkeypatch, sqlite_module._Create)
+    store = await SQLiteStore.open(tmp_path / "jobs.db")
+    try:
+        existing = make_job()
+        first = make_checkpoint(existing, 1)
+        await store.create(existing, first)
+        jobs = [make_job() for _ in range(200)]
+        await asyncio.gather(*(store.create(job, make_checkpoint(job, 1)) for job in jobs[:100]))
+        await asyncio.gather(*(store.create(job) for job in jobs[100:]))
+        assert sum(grouped) > 100, grouped  # most of them as one executemany per table
+        # A group holding a duplicate id and a refused checkpoint: those two fail, alone.
+        more = [make_job() for _ in range(20)]
+        twin = make_job(id=existing.id)
+        clash = more[5]
+        outcomes = await asyncio.gather(
+            *(store.create(job, make_checkpoint(job, 1)) for job in more[:5]),
+            store.create(twin),
+            store.create(clash, make_checkpoint(clash, 1, id=first.id)),
+            *(store.create(job) for job in more[6:]),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[5], StoreError) and "already exists" in str(outcomes[5])
+        assert isinstance(outcomes[6], StoreError) and "UNIQUE" in str(outcomes[6])
+        assert [i for i, outcome in enumerate(outcomes) if outcome is not None] == [5, 6]
+        assert await store.get(clash.id) is None  # all or nothing: no job without its checkpoint
+        assert await store.get(existing.id) == existing
+        for job in jobs + more[:5] + more[6:]:
+            stored = await store.get(job.id)
+            assert stored is not None and stored.version == 0 and job.version == 0
+        for job in jobs[:100] + more[:5]:
+            assert (await store.list_checkpoints(job.id))[1] == 1
     finally:
         await store.close()
 
@@ -443,3 +482,46 @@ def test_usage_json_is_the_wire_form() -> None:
         assert usage_json(usage) == dumps(usage.to_wire())
 
     check()
+
+
+# -- reading rows -------------------------------------------------------------------------------
+
+
+async def test_a_whole_temperature_reads_back_as_a_float_from_update_returning(tmp_path: Path) -> None:
+    # SQLite's UPDATE ... RETURNING hands a REAL column's 0.0 back as the integer 0 (a SELECT
+    # gives 0.0): both claims read the job that way.
+    store = await SQLiteStore.open(tmp_path / "jobs.db")
+    try:
+        for temperature in (0.0, 1.0):
+            job = make_job(temperature=temperature)
+            await store.create(job)
+            claimed = await store.claim("w1", now=T0, lease_seconds=30.0, job_id=job.id)
+            assert claimed is not None and claimed.temperature == temperature
+            assert type(claimed.temperature) is float
+        third = make_job(temperature=0.0, waiting_since=T0 - 1)
+        await store.create(third)
+        claimed = await store.claim("w2", now=T0, lease_seconds=30.0)
+        assert claimed is not None and claimed.id == third.id
+        assert type(claimed.temperature) is float
+        assert claimed.to_wire()["temperature"] == 0.0
+    finally:
+        await store.close()
+
+
+async def test_rows_written_by_the_previous_version_read_unchanged(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "jobs.db")
+    try:
+        job = make_job(checkpoint_seq=1)
+        first = make_checkpoint(job, 1)
+        job.last_checkpoint_id = first.id
+        await store.create(job, first)
+
+        def rewrite(conn: sqlite3.Connection) -> None:
+            data = old_checkpoint_text(job, first.id)
+            conn.execute("UPDATE checkpoints SET data = ? WHERE id = ?", (data, first.id))
+            conn.execute("UPDATE jobs SET error = ? WHERE id = ?", (OLD_JOB_ERROR_TEXT, job.id))
+
+        await store.writer.submit(rewrite)
+        await assert_reads_old_rows(store, job, first.id)
+    finally:
+        await store.close()

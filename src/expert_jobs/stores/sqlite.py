@@ -8,7 +8,7 @@ leaves the last committed state; uncommitted batches are rolled back by SQLite o
 
 Throughput: all writes go through one thread with group commit (see ``_sqlite_writer``): the saves
 of a thousand concurrent jobs share one transaction and one fsync per batch, and concurrent saves
-of different jobs run as one ``executemany`` per statement. Reads run on a small
+(or creates) of different jobs run as one ``executemany`` per statement. Reads run on a small
 pool of reader threads with their own connections (WAL readers never block the writer nor wait
 for it). ``sqlite:///:memory:`` uses one private in-memory database; its reads go through the
 writer thread too (no durability, handy for tests).
@@ -211,6 +211,58 @@ class _Save(GroupedOperation):
         return [leases[job_id] for job_id in ids]
 
 
+class _Create(GroupedOperation):
+    """One new job (with its first checkpoint, if any), all or nothing. Concurrent creates run
+    as one ``executemany`` per table (:meth:`run_group`)."""
+
+    __slots__ = ("checkpoint", "job_id", "values")
+
+    def __init__(self, job: Job, checkpoint: Checkpoint | None) -> None:
+        self.job_id = job.id
+        self.values = insert_values(job)
+        self.checkpoint = None if checkpoint is None else _checkpoint_row(checkpoint)
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        """Create this job alone; ``StoreError`` (nothing written) if its id exists."""
+        if self.checkpoint is None:
+            try:
+                conn.execute(_INSERT_JOB, self.values)
+            except sqlite3.IntegrityError:
+                raise StoreError(f"job {self.job_id} already exists") from None
+            return
+        # Two inserts that may each be refused: all or nothing, inside a savepoint.
+        conn.execute("SAVEPOINT create_job")
+        try:
+            try:
+                conn.execute(_INSERT_JOB, self.values)
+            except sqlite3.IntegrityError:
+                raise StoreError(f"job {self.job_id} already exists") from None
+            conn.execute(_INSERT_CHECKPOINT, self.checkpoint)
+        except BaseException:
+            conn.execute("ROLLBACK TO create_job")
+            raise
+        finally:
+            conn.execute("RELEASE create_job")
+
+    @classmethod
+    def run_group(cls, conn: sqlite3.Connection, operations: list[Any]) -> list[Any] | None:
+        """All the creates at once, or ``None`` with nothing written if any is refused (they
+        then run one by one and fail one by one)."""
+        creates: list[_Create] = operations
+        checkpoints = [create.checkpoint for create in creates if create.checkpoint is not None]
+        conn.execute("SAVEPOINT creates")
+        try:
+            conn.executemany(_INSERT_JOB, [create.values for create in creates])
+            if checkpoints:
+                conn.executemany(_INSERT_CHECKPOINT, checkpoints)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO creates")
+            conn.execute("RELEASE creates")
+            return None
+        conn.execute("RELEASE creates")
+        return [None] * len(creates)
+
+
 _CHUNK = 500
 """The most job ids in one ``IN (...)`` list."""
 
@@ -411,32 +463,7 @@ class SQLiteStore:
 
         Raises ``StoreError`` if the id exists (and then writes nothing).
         """
-        values = insert_values(job)
-        job_id = job.id
-        stored_checkpoint = None if checkpoint is None else _checkpoint_row(checkpoint)
-
-        def insert(conn: sqlite3.Connection) -> None:
-            if stored_checkpoint is None:
-                try:
-                    conn.execute(_INSERT_JOB, values)
-                except sqlite3.IntegrityError:
-                    raise StoreError(f"job {job_id} already exists") from None
-                return
-            # Two inserts that may each be refused: all or nothing, inside a savepoint.
-            conn.execute("SAVEPOINT create_job")
-            try:
-                try:
-                    conn.execute(_INSERT_JOB, values)
-                except sqlite3.IntegrityError:
-                    raise StoreError(f"job {job_id} already exists") from None
-                conn.execute(_INSERT_CHECKPOINT, stored_checkpoint)
-            except BaseException:
-                conn.execute("ROLLBACK TO create_job")
-                raise
-            finally:
-                conn.execute("RELEASE create_job")
-
-        await self._write(insert)
+        await self._writer.submit(_Create(job, checkpoint))
         job.version = 0
 
     async def get(self, job_id: str) -> Job | None:
