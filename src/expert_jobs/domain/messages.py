@@ -270,35 +270,13 @@ def message_from_data(data: Mapping[str, Any]) -> Message:
     raise ValueError(f"unknown message role {role!r}")
 
 
-def _part_to_wire(part: UserPart | AssistantPart) -> dict[str, Any]:
-    if type(part) is TextPart:
-        data: dict[str, Any] = {"type": "text", "text": part.text}
-        if part.signature is not None:
-            data["signature"] = part.signature
-        return data
-    if type(part) is ToolCall:
-        data = {"type": "tool_call", "id": part.id, "name": part.name, "arguments": dict(part.arguments)}
-        if part.signature is not None:
-            data["signature"] = part.signature
-        return data
-    if type(part) is ThinkingPart:
-        data = {"type": "thinking", "text": part.text}
-        if part.signature is not None:
-            data["signature"] = part.signature
-        if part.redacted_data is not None:
-            data["redactedData"] = part.redacted_data
-        if part.provider is not None:
-            data["provider"] = part.provider
-        if part.provider_data is not None:
-            data["providerData"] = dict(part.provider_data)
-        return data
-    assert type(part) is FilePart
-    return {
-        "type": "file",
-        "name": part.name,
-        "mediaType": part.media_type,
-        "data": base64.b64encode(part.data).decode("ascii"),
-    }
+_WIRE_KEYS = {"media_type": "mediaType", "redacted_data": "redactedData", "provider_data": "providerData"}
+"""The storage form's snake_case part keys and their names on the wire."""
+
+
+def _parts_to_wire(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored parts (:func:`_part_to_data`) with their keys as the API spells them."""
+    return [{_WIRE_KEYS.get(key, key): value for key, value in part.items()} for part in parts]
 
 
 def tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
@@ -323,12 +301,6 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     arguments and a provider's opaque data."""
     if type(message) is ToolResultsMessage:
         return {"role": "tool", "results": [tool_result_to_wire(r) for r in message.results]}
-    if type(message) is AssistantMessage:
-        data: dict[str, Any] = {"role": "assistant", "parts": [_part_to_wire(p) for p in message.parts]}
-        if message.provider is not None:
-            data["provider"] = message.provider
-        if message.model is not None:
-            data["model"] = message.model
-        return data
-    assert type(message) is UserMessage
-    return {"role": "user", "parts": [_part_to_wire(p) for p in message.parts]}
+    data = message_to_data(message)
+    data["parts"] = _parts_to_wire(data["parts"])
+    return data
