@@ -38,6 +38,8 @@ MODELS: list[type[BaseModel]] = [
     _schema.PythonSkill,
     _schema.InteractiveSkill,
     _schema.InteractiveToolConfig,
+    _schema.McpStdioSkill,
+    _schema.McpHttpSkill,
     _turns.TurnConfig,
     _turns.CallConfig,
     _turns.UsageConfig,
@@ -80,9 +82,13 @@ def test_the_full_example_uses_every_key_but_the_alternatives() -> None:
     toml, _ = _full_example()
     used = _keys(tomllib.loads(toml))
     every = {alias for model in MODELS for alias in _aliases(model)}
-    # Keys that exclude what the example uses (a scripted provider); shown in the alternatives.
-    assert every - used == {"script", "scriptFile", "finalText", "setting", "baseUrl"}
+    # Keys that exclude what the example uses (a scripted provider), and the MCP skills' (they need
+    # a server to run); shown in the alternatives.
+    mcp = {"command", "args", "env", "requiredEnv", "lazyInit", "endpoint", "headers"}
+    assert every - used == {"script", "scriptFile", "finalText", "setting", "baseUrl"} | mcp
     for alternative in ("scriptFile = ", "finalText = ", "setting = { baseUrl", "[[provider.script]]"):
+        assert alternative in DOC
+    for alternative in ('type = "mcpStdioSkill"', 'type = "mcpStreamableHttpSkill"', "endpoint = "):
         assert alternative in DOC
 
 

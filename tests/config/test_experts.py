@@ -67,9 +67,38 @@ def test_an_expert_in_the_perstack_shape(load: Load) -> None:
         ),
         ('[experts."x"]\ninstruction = "i"\nskill = {}', 'experts."x"', "did you mean 'skills'?"),
         (
-            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."fs"]\ntype = "mcpStdioSkill"',
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."fs"]\ntype = "mcpSseSkill"',
             'experts."x".skills',
-            "expert-jobs has no MCP client",
+            "use type = 'mcpStreamableHttpSkill'",
+        ),
+        (
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."fs"]\ntype = "mcpStdioSkill"',
+            'experts."x".skills."fs".command',
+            "missing",
+        ),
+        (
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."fs"]\ntype = "mcpStdioSkill"\n'
+            'command = ""',
+            'experts."x".skills."fs".command',
+            "at least 1 character",
+        ),
+        (
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."web"]\n'
+            'type = "mcpStreamableHttpSkill"\nendpoint = "ftp://x"',
+            'experts."x".skills."web".endpoint',
+            "",
+        ),
+        (
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."my files"]\ntype = "mcpStdioSkill"\n'
+            'command = "npx"',
+            'experts."x".skills',
+            "an MCP skill's name must match",
+        ),
+        (
+            '[experts."x"]\ninstruction = "i"\n[experts."x".skills."fs"]\ntype = "mcpStdioSkill"\n'
+            'command = "npx"\npick = [""]',
+            'experts."x".skills."fs".pick',
+            "must not be empty",
         ),
         (
             '[experts."x"]\ninstruction = "i"\n[experts."x".skills."s"]\ntype = "shell"',

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from expert_jobs.config._base import format_key, problems_of
 from expert_jobs.config._errors import ConfigError, ConfigProblem
-from expert_jobs.config._load import expert_definition
-from expert_jobs.config._schema import Config, PythonSkill
+from expert_jobs.config._load import expert_definition, expert_key_of
+from expert_jobs.config._schema import Config, McpHttpSkill, McpStdioSkill, PythonSkill
 from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.experts import ExpertDefinition
 from expert_jobs.engine.files import Workspace
+from expert_jobs.engine.mcp import McpHttpServer, McpServer, McpStdioServer
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.tools import Tool
@@ -34,6 +35,7 @@ from expert_jobs.service.service import ExpertJobsService
 __all__ = [
     "build_experts",
     "build_keyring",
+    "build_mcp_servers",
     "build_provider",
     "build_runtime",
     "build_settings",
@@ -258,6 +260,51 @@ def build_experts(config: Config) -> tuple[list[Tool], list[ExpertDefinition]]:
     return list(collector.tools.values()), experts
 
 
+def build_mcp_servers(config: Config) -> dict[str, tuple[McpServer, ...]]:
+    """The MCP servers of every expert with ``mcpStdioSkill`` / ``mcpStreamableHttpSkill`` skills, by
+    expert key. Raises :class:`ConfigError` naming the skill's ``requiredEnv`` when a variable it
+    lists is not set (servers themselves start at the first job that needs them)."""
+    servers: dict[str, tuple[McpServer, ...]] = {}
+    for name, expert in config.experts.items():
+        made: list[McpServer] = []
+        for skill_name, skill in expert.skills.items():
+            where = format_key(["experts", name, "skills", skill_name])
+            if isinstance(skill, McpStdioSkill):
+                missing = [each for each in skill.required_env if each not in os.environ]
+                if missing:
+                    raise ConfigError(
+                        config.source,
+                        [(f"{where}.requiredEnv", f"the environment variables {missing} are not set")],
+                    )
+                env = {each: os.environ[each] for each in skill.required_env} | skill.env
+                made.append(
+                    McpStdioServer(
+                        skill_name,
+                        skill.command,
+                        skill.args,
+                        env=env,
+                        cwd=str(config.base_dir) if config.source is not None else None,
+                        pick=skill.pick,
+                        omit=skill.omit,
+                        description=skill.description,
+                    )
+                )
+            elif isinstance(skill, McpHttpSkill):
+                made.append(
+                    McpHttpServer(
+                        skill_name,
+                        skill.endpoint,
+                        headers=skill.headers,
+                        pick=skill.pick,
+                        omit=skill.omit,
+                        description=skill.description,
+                    )
+                )
+        if made:
+            servers[expert_key_of(name, expert)] = tuple(made)
+    return servers
+
+
 def build_runtime(
     config: Config,
     *,
@@ -267,15 +314,20 @@ def build_runtime(
 ) -> Runtime:
     """A :class:`Runtime` as the file describes it (``store``, ``providers`` and ``clock`` override)."""
     tools, experts = build_experts(config)
-    return Runtime(
+    mcp_servers = build_mcp_servers(config)
+    runtime = Runtime(
         providers=providers if providers is not None else build_provider(config),
         store=store if store is not None else build_store(config),
-        experts=experts,
+        experts=[each for each in experts if each.key not in mcp_servers],
         tools=tools,
         settings=build_settings(config),
         clock=clock,
         workspace=build_workspace(config),
     )
+    for each in experts:
+        if each.key in mcp_servers:
+            runtime.add_expert(each, mcp_servers=mcp_servers[each.key])
+    return runtime
 
 
 def build_workspace(config: Config) -> Workspace | None:

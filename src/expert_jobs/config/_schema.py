@@ -47,6 +47,8 @@ __all__ = [
     "InteractiveSkill",
     "InteractiveToolConfig",
     "KeyHash",
+    "McpHttpSkill",
+    "McpStdioSkill",
     "Number",
     "ProviderConfig",
     "ProviderSetting",
@@ -69,11 +71,14 @@ REAL_PROVIDERS = ("anthropic", "google", "openai", "deepseek")
 PROVIDER_NAMES = ("auto", *REAL_PROVIDERS, "scripted", "test")
 """Values of ``[provider] providerName``."""
 
-SKILL_TAGS = frozenset({"pythonSkill", "python", "interactiveSkill"})
+SKILL_TAGS = frozenset(
+    {"pythonSkill", "python", "interactiveSkill", "mcpStdioSkill", "mcpStreamableHttpSkill"}
+)
 """Values of a skill's ``type`` that expert-jobs runs."""
 
-MCP_SKILL_TYPES = frozenset({"mcpStdioSkill", "mcpSseSkill"})
-"""perstack.toml skill types that expert-jobs does not run (it has no MCP client)."""
+MCP_SKILL_TYPES = frozenset({"mcpSseSkill"})
+"""perstack.toml skill types that expert-jobs does not run (MCP's deprecated SSE transport)."""
+_SKILL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -182,7 +187,46 @@ class PythonSkill(ConfigModel):
         return value
 
 
-Skill = Annotated[PythonSkill | InteractiveSkill, Field(discriminator="type")]
+def _tool_names(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is not None and not all(value):
+        raise ValueError("tool names must not be empty")
+    return value
+
+
+class McpStdioSkill(ConfigModel):
+    """``type = "mcpStdioSkill"`` (perstack.toml): the tools of an MCP server run as a local process
+    (``command`` with ``args``), spoken to over stdio; started at the first job that needs it."""
+
+    type: Literal["mcpStdioSkill"]
+    description: str = ""
+    rule: str | None = None
+    command: str = Field(min_length=1)
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    required_env: tuple[str, ...] = Field(
+        (), description="Variables of this process's environment passed on to the server (all must be set)."
+    )
+    pick: Annotated[tuple[str, ...] | None, AfterValidator(_tool_names)] = None
+    omit: tuple[str, ...] = ()
+    lazy_init: StrictBool = Field(
+        True, description="Accepted for perstack.toml; servers always start lazily."
+    )
+
+
+class McpHttpSkill(ConfigModel):
+    """``type = "mcpStreamableHttpSkill"``: the tools of a remote MCP server over streamable HTTP at
+    ``endpoint``, sent ``headers`` with every request."""
+
+    type: Literal["mcpStreamableHttpSkill"]
+    description: str = ""
+    rule: str | None = None
+    endpoint: str = Field(pattern=r"^https?://\S+$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    pick: Annotated[tuple[str, ...] | None, AfterValidator(_tool_names)] = None
+    omit: tuple[str, ...] = ()
+
+
+Skill = Annotated[PythonSkill | InteractiveSkill | McpStdioSkill | McpHttpSkill, Field(discriminator="type")]
 """A skill of an expert (tagged by ``type``)."""
 
 
@@ -215,9 +259,11 @@ class ExpertConfig(ConfigModel):
                 kind = skill.get("type") if isinstance(skill, dict) else None
                 if kind in MCP_SKILL_TYPES:
                     raise ValueError(
-                        f"skill {name!r}: type {kind!r} is not supported (expert-jobs has no MCP client); "
-                        "use type = 'pythonSkill' (Python tools by import path) or 'interactiveSkill'"
+                        f"skill {name!r}: type {kind!r} (MCP's deprecated SSE transport) is not supported; "
+                        "use type = 'mcpStreamableHttpSkill' with the server's streamable HTTP endpoint"
                     )
+                if kind in ("mcpStdioSkill", "mcpStreamableHttpSkill") and not _SKILL_NAME.fullmatch(name):
+                    raise ValueError(f"skill {name!r}: an MCP skill's name must match {_SKILL_NAME.pattern}")
         return value
 
 
