@@ -6,6 +6,7 @@ canceled or expires. See the README for a tour; ``docs/architecture.md`` for the
 """
 
 from expert_jobs.domain.checkpoint import Checkpoint, Delegation
+from expert_jobs.domain.cost import Cost, format_cost
 from expert_jobs.domain.errors import (
     BadRequest,
     CannotContinue,
@@ -50,6 +51,7 @@ from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 from expert_jobs.domain.wire import ExpertJob, StartJobRequest
 from expert_jobs.engine.files import Workspace
+from expert_jobs.engine.pricing import PricesUnavailable, job_cost, price_usage
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.tools import Tool, tool
@@ -90,6 +92,7 @@ __all__ = [
     "Checkpoint",
     "Clock",
     "Conflict",
+    "Cost",
     "Delegation",
     "ExpertDefinition",
     "ExpertJob",
@@ -119,6 +122,7 @@ __all__ = [
     "ModelCatalogue",
     "ModelInfo",
     "NotFound",
+    "PricesUnavailable",
     "Provider",
     "ProviderError",
     "ProviderErrorKind",
@@ -156,10 +160,13 @@ __all__ = [
     "__version__",
     "can_transition",
     "enable_tracing",
+    "format_cost",
+    "job_cost",
     "mermaid_diagram",
     "new_id",
     "open_store",
     "parse_expert_key",
+    "price_usage",
     "tool",
     "trigger_for",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from expert_jobs.domain.cost import Cost
 from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.job import iso_utc
 from expert_jobs.domain.messages import (
@@ -63,7 +64,11 @@ class Checkpoint(NamedTuple):
     run's, ``step_usage`` what this checkpoint's step (or failed attempts) added. ``pending_calls``
     are the tool calls still awaiting a result (delegates or interactive), ``partial_results`` the
     results already obtained for the current batch. ``error`` is why the run failed or stopped
-    (a :class:`~expert_jobs.domain.errors.JobError`), else ``None``.
+    (a :class:`~expert_jobs.domain.errors.JobError`), else ``None``. ``cost`` is what the whole job
+    had cost in money by then (a :class:`~expert_jobs.domain.cost.Cost`), set only on a job's final
+    checkpoint and only when ``RuntimeSettings.price_final_checkpoint`` is on; ``None`` otherwise,
+    and when a model of the job is unknown to the price table. It is kept by the stores but not
+    part of the API's checkpoint object.
 
     A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
     is built about eight times faster than a frozen dataclass sets its 24 fields one by one (0.3
@@ -94,10 +99,12 @@ class Checkpoint(NamedTuple):
     partial_results: tuple[ToolResult, ...] = ()
     delegations: tuple[Delegation, ...] = ()
     error: JobError | None = None
+    cost: Cost | None = None
 
     def to_data(self) -> dict[str, Any]:
-        """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form)."""
-        return {
+        """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form). ``cost``
+        is there only when set, so the rows of checkpoints without one are as before."""
+        data = {
             "id": self.id,
             "job_id": self.job_id,
             "run_id": self.run_id,
@@ -132,6 +139,9 @@ class Checkpoint(NamedTuple):
             ],
             "error": None if self.error is None else self.error.to_data(),
         }
+        if self.cost is not None:
+            data["cost"] = self.cost.to_wire()
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Checkpoint:
@@ -170,6 +180,7 @@ class Checkpoint(NamedTuple):
                 for d in data["delegations"]
             ),
             error=None if data["error"] is None else JobError.from_data(data["error"]),
+            cost=None if data.get("cost") is None else Cost.from_wire(data["cost"]),
         )
 
     def to_wire(self) -> dict[str, Any]:

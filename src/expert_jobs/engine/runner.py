@@ -117,6 +117,15 @@ class RunnerHost(Protocol):
         """What a run of ``expert`` offers its model."""
         ...
 
+    @property
+    def mcp_pending(self) -> bool:
+        """Whether some expert's MCP servers are not connected and listed yet."""
+        ...
+
+    async def prepare_mcp(self, expert: ExpertDefinition) -> None:
+        """Connect and list the MCP servers ``expert`` (and its delegates) use."""
+        ...
+
 
 def root_run_id(job_id: str) -> str:
     """The id of a job's root run (stable, so a restarted worker finds it)."""
@@ -584,6 +593,9 @@ class JobRunner:
         if job.checkpoint_seq:
             checkpoint = (await self._store.latest_checkpoints(job.id)).get(root_id)
         expert = self._rt.resolve_expert(job.expert_key)
+        if self._rt.mcp_pending:
+            # MCP servers not listed yet (engine/mcp.py): connect them before the toolsets are made.
+            await self._rt.prepare_mcp(expert)
         root = self._new_run(root_id, expert, None, None)
         if checkpoint is None:
             message = await user_message(job.query, job.files, job.application_id, self._rt.workspace)
@@ -1072,6 +1084,8 @@ class JobRunner:
                 self._transition(trigger, run)
             job.updated_at = self._clock.now()
             checkpoint = None if run is None else self._checkpoint(run, kind, step_usage)
+            if release and kind == "stop" and self._settings.price_final_checkpoint and checkpoint:
+                checkpoint = await self._priced(checkpoint)
             self._in_write = True
             try:
                 await self._store.save(
@@ -1100,6 +1114,28 @@ class JobRunner:
                 lock.release()
         if self.cancel_requested and not force:
             raise _Canceled
+
+    async def _priced(self, final: Checkpoint) -> Checkpoint:
+        """``final`` with what the job cost (``price_final_checkpoint``): its earlier checkpoints read
+        back from the store and priced with ``final`` (engine/pricing.py), once, at the job's end;
+        no cost when the price table is not installed or a model is unknown to it. The cost is
+        optional: a failure to work it out is logged and never fails the job."""
+        from expert_jobs.engine.pricing import PricesUnavailable, job_cost
+
+        try:
+            earlier: list[Checkpoint] = []
+            while True:
+                page, total = await self._store.list_checkpoints(final.job_id, take=500, skip=len(earlier))
+                earlier.extend(page)
+                if not page or len(earlier) >= total:
+                    break
+            cost = job_cost(self.job, [*earlier, final])
+        except PricesUnavailable:
+            return final
+        except Exception:
+            _log.warning("job %s: could not price its final checkpoint", final.job_id, exc_info=True)
+            return final
+        return final if cost is None else final._replace(cost=cost)
 
     def _account(self, run: _Run | None, new_step: bool, absorb_all: bool) -> tuple[Iterable[_Run], Usage]:
         """Bring the job's duration, step counters and usage up to now; returns the runs whose
@@ -1167,6 +1203,7 @@ class JobRunner:
                 run.partial,
                 run.delegations,
                 run.error,
+                None,  # cost: set on the final checkpoint only, by _write (price_final_checkpoint)
             ),
         )
         job.checkpoint_seq = seq

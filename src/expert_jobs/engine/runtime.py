@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
+from expert_jobs.domain.cost import Cost
 from expert_jobs.domain.errors import (
     CannotContinue,
     IllegalTransition,
@@ -34,6 +35,7 @@ from expert_jobs.domain.usage import ZERO_USAGE
 from expert_jobs.domain.wire import MAX_RETRIES_LIMIT, MAX_STEPS_LIMIT
 from expert_jobs.engine.events import EventBus
 from expert_jobs.engine.files import Workspace, user_message
+from expert_jobs.engine.mcp import McpClients, McpServer
 from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.threads import ToolThreads
@@ -108,6 +110,11 @@ class Runtime:
         self.tracing: JobTracing | None = tracing
         self.experts = ExpertRegistry()
         self._tools: dict[str, Tool] = {}
+        # MCP servers by expert key (engine/mcp.py), connected at the first job of an expert.
+        self._mcp_servers: dict[str, tuple[McpServer, ...]] = {}
+        self._mcp: McpClients | None = None
+        self.mcp_pending = False
+        """Whether some expert's MCP servers are not listed yet (the runner then prepares them)."""
         self._toolsets: dict[
             tuple[str, bool],
             tuple[ExpertDefinition, Toolset],
@@ -140,12 +147,21 @@ class Runtime:
         description: str = "",
         tags: Sequence[str] = (),
         tool_timeout: float | None = None,
+        mcp_servers: Sequence[McpServer] = (),
     ) -> ExpertDefinition:
         """Register an expert. Tools given as functions or :class:`Tool` are registered too.
 
         ``tool_timeout`` (seconds) bounds each call of the expert's tools that do not set their own
-        timeout (``None``: the runtime's ``settings.tool_timeout``).
+        timeout (``None``: the runtime's ``settings.tool_timeout``), its MCP tools' included.
+
+        ``mcp_servers`` (:class:`~expert_jobs.engine.mcp.McpStdioServer`,
+        :class:`~expert_jobs.engine.mcp.McpHttpServer`; the ``mcp`` extra) add the tools of MCP
+        servers: connected at the first job of the expert, shared by every run of this runtime,
+        stopped by :meth:`close`.
         """
+        for server in mcp_servers:
+            if not isinstance(server, McpServer):
+                raise UsageError(f"mcp_servers takes McpStdioServer or McpHttpServer objects, got {server!r}")
         if isinstance(key, ExpertDefinition):
             expert = key
         else:
@@ -168,8 +184,42 @@ class Runtime:
                 tool_timeout=tool_timeout,
             )
         self.experts.add(expert)
+        if mcp_servers:
+            self._mcp_servers[expert.key] = tuple(mcp_servers)
+            self.mcp_pending = True
+        else:
+            self._mcp_servers.pop(expert.key, None)
         self._toolsets.clear()
         return expert
+
+    def mcp_servers(self, expert_key: str) -> tuple[McpServer, ...]:
+        """The MCP servers of the expert ``expert_key`` (its full key, ``name@version``)."""
+        return self._mcp_servers.get(expert_key, ())
+
+    async def prepare_mcp(self, expert: ExpertDefinition) -> None:
+        """Connect and list the MCP servers of ``expert`` and of the experts it may delegate to
+        (the runner calls it before a job's first run while :attr:`mcp_pending`); a server that
+        cannot start or whose ``pick`` names a tool it lacks raises
+        :class:`~expert_jobs.engine.mcp.McpError`."""
+        servers: list[McpServer] = []
+        seen: set[str] = set()
+        todo = [expert.key]
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            servers.extend(self._mcp_servers.get(key, ()))
+            with_delegates = self.experts.get(key) if key != expert.key else expert
+            if with_delegates is not None:
+                todo.extend(self.resolve_expert(each).key for each in with_delegates.delegates)
+        if not servers:
+            return
+        clients = self._mcp
+        if clients is None:
+            clients = self._mcp = McpClients(self._toolsets.clear)
+        await clients.prepare(servers)
+        self.mcp_pending = not all(clients.listed(each) for each in self._mcp_servers.values())
 
     def toolset(self, expert: ExpertDefinition, *, root: bool) -> Toolset:
         """What a run of ``expert`` offers the model: declarations, function and interactive tool
@@ -182,6 +232,16 @@ class Runtime:
         for name in expert.tools:
             each = self.tool(name)
             callables[name] = (each, each.timeout if each.timeout is not None else expert.tool_timeout)
+        mcp_servers = self._mcp_servers.get(expert.key)
+        if mcp_servers and self._mcp is not None:
+            for server in mcp_servers:
+                for listed in self._mcp.tools(server):
+                    if listed.name in callables:
+                        raise UsageError(
+                            f"expert {expert.key!r}: MCP server {server.name!r} offers a tool named "
+                            f"{listed.name!r}, a name another of its tools has (use pick or omit)"
+                        )
+                    callables[listed.name] = (listed, expert.tool_timeout)
         declarations: list[ToolDeclaration] = [each.declaration for each, _ in callables.values()]
         interactive: frozenset[str] = frozenset()
         if root:
@@ -196,7 +256,7 @@ class Runtime:
             name = delegate_tool_name(key)
             delegates[name] = key
             declarations.append(ToolDeclaration(name, description, _DELEGATE_PARAMS))
-        made = Toolset(tuple(declarations), frozenset(expert.tools), interactive, delegates, callables)
+        made = Toolset(tuple(declarations), frozenset(callables), interactive, delegates, callables)
         self._toolsets[(expert.key, root)] = (expert, made)
         return made
 
@@ -356,6 +416,22 @@ class Runtime:
         if job is None:
             raise JobNotFound(job_id)
         return job
+
+    async def cost(self, job_id: str) -> Cost | None:
+        """What the job has cost so far, priced from its checkpoints (each step with the model it
+        ran on; see :func:`expert_jobs.engine.pricing.job_cost`), or ``None`` when a model is
+        unknown to the price table. :class:`JobNotFound` for an unknown job; the ``prices`` extra
+        is needed (:class:`~expert_jobs.engine.pricing.PricesUnavailable` without it)."""
+        from expert_jobs.engine.pricing import job_cost
+
+        job = await self.get(job_id)
+        checkpoints: list[Checkpoint] = []
+        while True:
+            page, total = await self.store.list_checkpoints(job_id, take=500, skip=len(checkpoints))
+            checkpoints.extend(page)
+            if not page or len(checkpoints) >= total:
+                break
+        return job_cost(job, checkpoints)
 
     async def continue_job(
         self,
@@ -740,8 +816,10 @@ class Runtime:
         return self._active.get(job_id)
 
     async def close(self) -> None:
-        """Shut the tool threads down (without waiting for tools still running: a hung one keeps
-        its daemon thread until it returns) and close the store."""
+        """Stop the MCP servers, shut the tool threads down (without waiting for tools still
+        running: a hung one keeps its daemon thread until it returns) and close the store."""
+        if self._mcp is not None:
+            await self._mcp.close()
         self.tool_threads.shutdown(wait=False, cancel_futures=True)
         await self.store.close()
 

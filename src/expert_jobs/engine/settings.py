@@ -51,6 +51,10 @@ class RuntimeSettings:
     - ``max_tool_result_chars``: the longest tool result kept (100,000 characters): a longer one
       (a Python tool's, a delegate's answer, a person's answer to an interactive tool) is cut to
       this length and ends with a marker saying how much was cut. ``None``: no limit.
+    - ``price_final_checkpoint``: put what the job cost in money on its final checkpoint
+      (``Checkpoint.cost``; the ``prices`` extra, see docs/providers.md "Cost in money"). Off by
+      default: when on, a job's last write reads its checkpoints back and prices them, once per
+      job end (never per step). ``Runtime.cost`` prices any job at any time either way.
     """
 
     default_model: str = DEFAULT_MODEL
@@ -72,6 +76,7 @@ class RuntimeSettings:
     tool_threads: int = 32
     job_timeout: float | None = None
     max_tool_result_chars: int | None = 100_000
+    price_final_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tool_timeout", "job_timeout"):

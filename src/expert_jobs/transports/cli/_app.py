@@ -377,27 +377,41 @@ def _follow(
             outcome = await _run.follow_job(
                 runtime, job, console=console, answers=answers, store_label=_redact(settings.store)
             )
+            cost = await _cost_label(runtime.store, outcome.job)
         except AnswerNeeded as exc:
             paused = await runtime.get(exc.job_id)
             _print_json(_job_wire(paused))
             raise
         finally:
             await runtime.close()
-        _report(console, outcome)
+        _report(console, outcome, cost)
 
     _run_async(go)
 
 
-def _report(console: Console, outcome: _run.RunOutcome) -> None:
+async def _cost_label(store: JobStore, job: Job, checkpoints: list[Checkpoint] | None = None) -> str:
+    """The job's cost as people read it (``$0.0049``), ``unknown`` for a model the price table does
+    not know, or ``unknown`` with a hint without the ``prices`` extra."""
+    from expert_jobs.engine.pricing import PricesUnavailable, format_cost, job_cost
+
+    try:
+        if checkpoints is None:
+            checkpoints = await _all_checkpoints(store, job.id)
+        return format_cost(job_cost(job, checkpoints))
+    except PricesUnavailable:
+        return "unknown (pip install 'expert-jobs[prices]')"
+
+
+def _report(console: Console, outcome: _run.RunOutcome, cost: str) -> None:
     """Print the job as JSON on stdout, a summary on stderr, and exit with the job's code."""
     _print_json(_job_wire(outcome.job))
-    _finish(console, outcome.job, outcome.interrupted)
+    _finish(console, outcome.job, outcome.interrupted, cost)
 
 
-def _finish(console: Console, job: Job, interrupted: bool) -> None:
+def _finish(console: Console, job: Job, interrupted: bool, cost: str) -> None:
     usage = job.usage
     steps = "1 step" if job.total_steps == 1 else f"{job.total_steps} steps"
-    summary = f"{steps} · {usage.total_tokens:,} tokens · job {job.id}"
+    summary = f"{steps} · {usage.total_tokens:,} tokens · cost {escape(cost)} · job {job.id}"
     if job.status is JobStatus.COMPLETED:
         console.print(f"[bold green]✔ completed[/] · {summary}")
         return
@@ -486,7 +500,13 @@ def jobs_list(
             skip=skip,
             statuses=_statuses(status),
         )
-        jobs, total = _run_async(lambda: _with_store(settings, lambda s: s.list(query)))
+
+        async def page(s: JobStore) -> tuple[list[Job], int, list[str]]:
+            jobs, total = await s.list(query)
+            costs = [] if as_json else [await _cost_label(s, job) for job in jobs]
+            return jobs, total, costs
+
+        jobs, total, costs = _run_async(lambda: _with_store(settings, page))
     if as_json:
         _print_json(
             {
@@ -496,15 +516,16 @@ def jobs_list(
         )
         return
     table = Table(title=f"jobs of {app_id} ({len(jobs)} of {total})", title_justify="left")
-    for column in ("id", "status", "expert", "steps", "tokens", "created"):
-        table.add_column(column, justify="right" if column in ("steps", "tokens") else "left")
-    for job in jobs:
+    for column in ("id", "status", "expert", "steps", "tokens", "cost", "created"):
+        table.add_column(column, justify="right" if column in ("steps", "tokens", "cost") else "left")
+    for job, cost in zip(jobs, costs, strict=True):
         table.add_row(
             job.id,
             job.status.value,
             job.expert_key,
             f"{job.total_steps}/{job.max_steps}",
             f"{job.usage.total_tokens:,}",
+            escape(cost),
             _when(job.created_at),
         )
     _stdout_table_console().print(table)
@@ -539,21 +560,27 @@ def jobs_show(
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Print one job as JSON (the API's expertJob), or its conversation with --transcript."""
+    """Print one job as JSON (the API's expertJob), or its conversation with --transcript; then
+    its cost in money ("unknown" for a model the price table does not know): on stderr after the
+    JSON (which stays the API's object), as the last line of the transcript."""
     with _errors():
         settings = _config(config, False, store)
 
-        async def get(s: JobStore) -> tuple[Job, list[Checkpoint]]:
+        async def get(s: JobStore) -> tuple[Job, list[Checkpoint], str]:
             job = await s.get(job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            return job, (await _all_checkpoints(s, job_id) if transcript else [])
+            checkpoints = await _all_checkpoints(s, job_id) if transcript else []
+            return job, checkpoints, await _cost_label(s, job, checkpoints if transcript else None)
 
-        job, checkpoints = _run_async(lambda: _with_store(settings, get))
+        job, checkpoints, cost = _run_async(lambda: _with_store(settings, get))
     if transcript:
-        print_transcript(_stdout_console(), job, checkpoints)
+        console = _stdout_console()
+        print_transcript(console, job, checkpoints)
+        console.print(f"cost {escape(cost)}")
         return
     _print_json(_job_wire(job))
+    _stderr().print(f"cost {escape(cost)}")
 
 
 @jobs_app.command("checkpoints")
