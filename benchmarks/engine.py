@@ -127,14 +127,7 @@ async def w1(steps: int, *, cold: bool = False, kind: str = "async") -> float:
     """µs per step of one job. The runtime's one-time start-up (its first job builds the toolset
     cache and starts the watchdog and lease-heartbeat tasks) is paid by a warm-up job first,
     unless ``cold``: then the figure includes it (reported as ``w1_cold_us_per_step_n10``)."""
-    runtime = runtime_for(steps, kind=kind)
-    if not cold:
-        await runtime.run("bench", "warm-up")
-    start = time.perf_counter()
-    job = await runtime.run("bench", "go")
-    elapsed = time.perf_counter() - start
-    assert job.status.value == "completed" and job.total_steps == steps, job
-    return elapsed / steps * 1e6
+    return await _us_per_step(runtime_for(steps, kind=kind), steps, warm_up=not cold)
 
 
 async def w1_traced(steps: int) -> float:
@@ -143,7 +136,13 @@ async def w1_traced(steps: int) -> float:
 
     runtime = runtime_for(steps)
     enable_tracing(runtime, _span_sink())
-    await runtime.run("bench", "warm-up")
+    return await _us_per_step(runtime, steps, warm_up=True)
+
+
+async def _us_per_step(runtime: Runtime, steps: int, *, warm_up: bool) -> float:
+    """µs per step of one ``steps``-step job on ``runtime`` (after a warm-up job if asked)."""
+    if warm_up:
+        await runtime.run("bench", "warm-up")
     start = time.perf_counter()
     job = await runtime.run("bench", "go")
     elapsed = time.perf_counter() - start
