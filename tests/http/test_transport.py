@@ -149,19 +149,38 @@ async def test_a_body_within_the_limit_in_chunks_is_served_and_keeps_the_connect
 
 
 async def test_routes_without_a_body_never_read_one() -> None:
+    """The body of a route that takes none is never read before the answer. A small one is then
+    read and dropped (closing a socket with unread data would reset the connection, and the
+    client lose the answer); a large one is left unread and the connection closed."""
     env = make_env()
     app = create_app(env.service, manage_service=False)
     job = await env.service.start_job(env.app, START)
-    headers = [*_auth(env), ("Content-Length", "5")]
-    for method, path in (
+    routes = (
         ("GET", PREFIX + job.id),
         ("POST", PREFIX + job.id + "/cancel"),
         ("DELETE", PREFIX),
         ("GET", "/nowhere"),
-    ):
-        out = await asgi(app, method, path, headers, [b"12345"])
-        assert out.status in (200, 404, 405) and out.receives == 0, (method, path, out)
-        assert out.headers["connection"] == "close"
+    )
+    small = [*_auth(env), ("Content-Length", "5")]
+    for method, path in routes:
+        out = await asgi(app, method, path, small, [b"12345"])
+        assert out.status in (200, 404, 405, 409) and out.receives == 1, (method, path, out)
+        assert "connection" not in out.headers  # drained after the answer: the connection stays
+    large = [*_auth(env), ("Content-Length", str(1 << 20))]
+    for method, path in routes:
+        out = await asgi(app, method, path, large, endless=b"x" * 65536)
+        assert out.receives == 0 and out.headers["connection"] == "close", (method, path, out)
+
+
+async def test_a_refused_request_with_a_small_body_drains_it_and_keeps_the_connection() -> None:
+    env = make_env()
+    app = create_app(env.service, manage_service=False)
+    data = body(START)
+    headers = [("Authorization", "Bearer ejk_wrong"), ("Content-Length", str(len(data)))]
+    out = await asgi(app, "POST", PREFIX, headers, [data[:10], data[10:]])
+    assert (out.status, out.json()) == (401, UNAUTHORIZED)
+    assert out.receives == 2 and "connection" not in out.headers
+    assert await env.runtime.store.list(_all_jobs()) == ([], 0)
 
 
 async def test_a_client_leaving_mid_body_gets_no_answer_and_starts_nothing() -> None:

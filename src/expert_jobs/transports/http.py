@@ -19,6 +19,7 @@ What the app does for the server:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -94,6 +95,32 @@ class _Body:
         self.finished = True
 
 
+_DRAIN_BYTES = 65_536
+"""An unread request body announced at most this long is read and dropped before the answer."""
+_DRAIN_SECONDS = 2.0
+"""How long reading such a rest may take before the connection is closed instead."""
+
+
+async def _drain(receive: Receive, headers: Mapping[str, str]) -> bool:
+    """Read and drop the unread rest of a small request body (a refused request's), so that the
+    connection stays usable: closing a socket with unread data resets it, and a client still
+    sending would then lose the answer too. ``False`` (close the connection instead) for a large,
+    chunked or slow body, or a client that left."""
+    length = headers.get("content-length", "").strip()
+    if not length.isdigit() or len(length) > 9 or int(length) > _DRAIN_BYTES:
+        return False
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+
+
 def _announces_body(headers: Mapping[str, str]) -> bool:
     length = headers.get("content-length", "").strip()
     return "transfer-encoding" in headers or (length != "" and length.strip("0") != "")
@@ -129,7 +156,8 @@ def create_app(
         except ClientDisconnect:
             return  # the client left while sending its body: nobody to answer
         headers = dict(answer.headers)
-        if not body.finished and _announces_body(request.headers):
+        unread = not body.finished and _announces_body(request.headers)
+        if unread and not await _drain(receive, request.headers):
             headers["connection"] = "close"  # the unread rest of the body must not be taken as a request
         await _response(answer, headers, head=request.method == "HEAD")(scope, receive, send)
 
