@@ -19,6 +19,10 @@ PINNED = {
     "MemoryStore",
     "ScriptedProvider",
     "tool",
+    "JobTracing",
+    "enable_tracing",
+    "McpStdioServer",
+    "McpHttpServer",
 }
 
 
@@ -41,6 +45,18 @@ def test_import_needs_no_sdk_and_no_keys() -> None:
         "import sys, expert_jobs; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('anthropic', 'openai', 'google', 'hypothesis', 'psycopg', 'starlette', 'typer', 'rich')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tracing_and_mcp_names_import_without_their_sdks() -> None:
+    code = (
+        "import sys; "
+        "from expert_jobs import JobTracing, McpHttpServer, McpStdioServer, enable_tracing; "
+        "McpStdioServer('fs', 'true'); McpHttpServer('search', 'http://127.0.0.1:1/mcp'); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('mcp', 'opentelemetry', 'httpx', 'anyio')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})

@@ -51,6 +51,7 @@ from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 from expert_jobs.domain.wire import ExpertJob, StartJobRequest
 from expert_jobs.engine.files import Workspace
+from expert_jobs.engine.mcp import McpHttpServer, McpStdioServer
 from expert_jobs.engine.pricing import PricesUnavailable, job_cost, price_usage
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.settings import RuntimeSettings
@@ -118,6 +119,8 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "JobTracing",
+    "McpHttpServer",
+    "McpStdioServer",
     "MemoryStore",
     "ModelCatalogue",
     "ModelInfo",

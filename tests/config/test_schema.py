@@ -123,6 +123,12 @@ def test_the_engine_limits_reach_the_settings(load: Load) -> None:
     defaults = build_settings(load(""))
     assert (defaults.tool_timeout, defaults.tool_threads) == (300.0, 32)
     assert (defaults.job_timeout, defaults.max_tool_result_chars) == (None, 100_000)
+    assert defaults.price_final_checkpoint is False
+
+
+def test_price_final_checkpoint_reaches_the_settings(load: Load) -> None:
+    assert build_settings(load("[engine]\npriceFinalCheckpoint = true\n")).price_final_checkpoint is True
+    assert build_settings(load("[engine]\npriceFinalCheckpoint = false\n")).price_final_checkpoint is False
 
 
 def test_a_reasoning_budget_in_tokens(load: Load) -> None:
@@ -204,6 +210,8 @@ EXPIRY = "must be a positive number of seconds, or false for never"
         ("[engine]\ntoolThreads = 0", "engine.toolThreads", "greater than or equal to 1"),
         ("[engine]\nmaxToolResultChars = 0", "engine.maxToolResultChars", "or false for no limit"),
         ("[engine]\nmaxToolResultChars = 2.5", "engine.maxToolResultChars", "valid integer"),
+        ('[engine]\npriceFinalCheckpoint = "yes"', "engine.priceFinalCheckpoint", "valid boolean"),
+        ("[engine]\npriceFinalCheckpoint = 1", "engine.priceFinalCheckpoint", "valid boolean"),
         ('[experts."a"]\ninstruction = "x"\ntoolTimeout = -1', 'experts."a".toolTimeout', "greater than 0"),
         ("[worker]\nconcurrency = 0", "worker.concurrency", "greater than or equal to 1"),
         ("[worker]\npollInterval = 0", "worker.pollInterval", "greater than 0"),

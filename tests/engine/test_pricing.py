@@ -19,6 +19,7 @@ from genai_prices.types import TieredPrices
 from expert_jobs import (
     Checkpoint,
     Job,
+    JobEvent,
     JobStatus,
     MemoryStore,
     Runtime,
@@ -402,4 +403,52 @@ async def test_a_failure_to_price_the_final_checkpoint_never_fails_the_job(
     final = (await MemoryStore.list_checkpoints(runtime.store, job.id, take=1_000))[0][-1]  # type: ignore[arg-type]
     assert final.kind == "stop" and final.cost is None
     assert "could not price its final checkpoint" in caplog.text
+    await runtime.close()
+
+
+async def test_the_final_checkpoint_event_carries_the_jobs_cost() -> None:
+    runtime = _priced_runtime()
+    seen: list[JobEvent] = []
+    runtime.events.subscribe(seen.append)
+    job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
+    events = [e for e in seen if e.kind == "checkpoint"]
+    assert events[-1].detail is not None and events[-1].detail["kind"] == "stop"
+    cost = await runtime.cost(job.id)
+    assert cost is not None
+    assert events[-1].detail["cost"] == cost.to_wire() == {"amount": str(cost.amount), "currency": "USD"}
+    assert all("cost" not in (e.detail or {}) for e in events[:-1])
+    await runtime.close()
+
+    # An unknown model: the cost is there and unknown (None), never 0.
+    scripted = Runtime(
+        providers=ScriptedProvider([Reply("done")]), settings=RuntimeSettings(price_final_checkpoint=True)
+    )
+    scripted.add_expert("main@1.0.0", "You help.")
+    seen.clear()
+    scripted.events.subscribe(seen.append)
+    await scripted.run("main@1.0.0", "q")
+    final = [e for e in seen if e.kind == "checkpoint"][-1]
+    assert final.detail is not None and "cost" in final.detail and final.detail["cost"] is None
+    await scripted.close()
+
+    # Not asked for: no cost in the events.
+    off = _priced_runtime(on=False)
+    seen.clear()
+    off.events.subscribe(seen.append)
+    await off.run("main@1.0.0", "q", model="gpt-5-mini")
+    assert seen and all("cost" not in (e.detail or {}) for e in seen)
+    await off.close()
+
+
+async def test_a_follow_up_or_a_branch_does_not_repeat_the_earlier_cost() -> None:
+    runtime = _priced_runtime()
+    job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
+    final = (await runtime.store.list_checkpoints(job.id, take=1_000))[0][-1]
+    assert final.cost is not None
+    branch = await runtime.branch_from(job.id, final.id)
+    (start,) = (await runtime.store.list_checkpoints(branch.id, take=1_000))[0]
+    assert start.cost is None
+    await runtime.continue_job(job.id, "more")
+    checkpoints, _ = await runtime.store.list_checkpoints(job.id, take=1_000)
+    assert checkpoints[-1].kind == "resume" and checkpoints[-1].cost is None
     await runtime.close()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.context import Context
@@ -15,14 +16,28 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from expert_jobs import Fail, FakeClock, FunctionProvider, Reply, TextPart, ToolCall, ToolCalls, Usage
+from expert_jobs import (
+    Fail,
+    FakeClock,
+    FunctionProvider,
+    Reply,
+    Runtime,
+    ScriptedProvider,
+    SQLiteStore,
+    TextPart,
+    ToolCall,
+    ToolCalls,
+    Usage,
+)
+from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.experts import delegate_tool_name
 from expert_jobs.domain.status import JobStatus as S
 from expert_jobs.engine.tracing import JobTracing, enable_tracing
 from expert_jobs.ports.provider import GenerationRequest, GenerationResponse
 from expert_jobs.providers.scripted import Turn
+from expert_jobs.stores._rows import checkpoint_json, dumps
 
-from .conftest import add, make_runtime
+from .conftest import ASK_SCHEMA, add, make_runtime
 
 
 @pytest.fixture
@@ -183,7 +198,8 @@ async def test_a_paused_and_resumed_job_links_its_runs(
     assert second.attributes["expert_jobs.job.resumed"] is True
     assert not first.links
     (link,) = second.links
-    assert link.context == first.context
+    assert first.context is not None
+    assert (link.context.trace_id, link.context.span_id) == (first.context.trace_id, first.context.span_id)
     assert link.attributes is not None and link.attributes["expert_jobs.link"] == "previous_run"
 
 
@@ -318,3 +334,84 @@ async def test_a_job_canceled_during_parallel_delegations_ends_every_span(
     assert other.attributes is not None and other.attributes["expert_jobs.run.state"] == "completed"
     (abandoned,) = [s for s in spans if (s.attributes or {}).get("error.type") == "abandoned"]
     assert abandoned.name.startswith("chat ") and parent_of(abandoned) != span_id(step1)
+
+
+def _sqlite_runtime(path: Any, script: Sequence[Turn]) -> Runtime:
+    runtime = Runtime(providers=ScriptedProvider(script), store=SQLiteStore(path))
+    runtime.add_expert(
+        "main@1.0.0", "You help.", interactive_tools=[{"name": "ask", "input_schema": ASK_SCHEMA}]
+    )
+    return runtime
+
+
+async def test_a_run_in_another_process_links_to_the_paused_runs_span(tmp_path: Any) -> None:
+    # Two runtimes on one SQLite file, each with its own tracing: as two processes would be.
+    first_exporter, second_exporter = InMemorySpanExporter(), InMemorySpanExporter()
+    first_provider, second_provider = TracerProvider(), TracerProvider()
+    first_provider.add_span_processor(SimpleSpanProcessor(first_exporter))
+    second_provider.add_span_processor(SimpleSpanProcessor(second_exporter))
+    path = tmp_path / "jobs.db"
+
+    script = [ToolCalls.of(("ask", {"question": "ok?"})), Reply("thanks")]
+    first = _sqlite_runtime(path, script)
+    enable_tracing(first, first_provider)
+    job = await first.run("main@1.0.0", "q")
+    assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT
+    await first.close()
+    paused = one(first_exporter.get_finished_spans(), "invoke_agent main@1.0.0").context
+    assert paused is not None
+
+    second = _sqlite_runtime(path, script)
+    enable_tracing(second, second_provider)
+    pause = [c for c in (await second.store.list_checkpoints(job.id, take=100))[0] if c.kind == "pause"]
+    assert pause[-1].traceparent == (
+        f"00-{paused.trace_id:032x}-{paused.span_id:016x}-{int(paused.trace_flags):02x}"
+    )
+    await second.continue_job(job.id, "yes", interactive=True)
+    job = await second.drive(job.id)
+    assert job.status is S.COMPLETED, job.error
+    resumed = one(second_exporter.get_finished_spans(), "invoke_agent main@1.0.0")
+    (link,) = resumed.links
+    assert (link.context.trace_id, link.context.span_id) == (paused.trace_id, paused.span_id)
+    assert link.attributes is not None and link.attributes["expert_jobs.link"] == "previous_run"
+    assert resumed.attributes is not None and resumed.attributes["expert_jobs.job.resumed"] is True
+    # The run span still starts when the run did, though it opens once the checkpoint is read.
+    assert resumed.start_time is not None and resumed.end_time is not None
+    steps = [s for s in second_exporter.get_finished_spans() if s.name.startswith("step ")]
+    assert steps and all(resumed.start_time <= (s.start_time or 0) for s in steps)
+    await second.close()
+
+
+async def test_without_tracing_no_checkpoint_keeps_a_trace_context(tmp_path: Any) -> None:
+    runtime = _sqlite_runtime(tmp_path / "jobs.db", [ToolCalls.of(("ask", {"question": "ok?"}))])
+    job = await runtime.run("main@1.0.0", "q")
+    assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT
+    checkpoints, _ = await runtime.store.list_checkpoints(job.id, take=100)
+    assert checkpoints[-1].kind == "pause"
+    assert all(c.traceparent is None for c in checkpoints)
+    assert all("traceparent" not in checkpoint_json(c) for c in checkpoints)
+    await runtime.close()
+
+
+def test_a_malformed_traceparent_links_nothing(provider: TracerProvider) -> None:
+    tracing = JobTracing(provider)
+    assert tracing.span_context("00-not-a-trace-context") is None
+    assert tracing.span_context("00-" + "0" * 32 + "-" + "0" * 16 + "-01") is None
+
+
+def test_a_checkpoints_trace_context_round_trips_and_is_absent_from_rows_without_one() -> None:
+    plain = Checkpoint(
+        id="c1", job_id="j", run_id="r", seq=1, step=1, kind="pause",
+        status=S.REQUEST_INTERACTIVE_TOOL_RESULT, run_state="waitingInteractive", expert_key="e",
+        created_at=1.5, new_messages=(), message_count=0, usage=Usage.of(1, 2),
+        run_usage=Usage.of(1, 2), step_usage=Usage.of(1, 2), total_steps=1, total_duration_ms=3,
+    )  # fmt: skip
+    text = checkpoint_json(plain)
+    assert "traceparent" not in text and text == dumps(plain.to_data())
+    assert text.endswith('"delegations":[],"error":null}')  # the constant tail, as before
+    traced = plain._replace(traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert traced.to_data()["traceparent"] == traced.traceparent
+    assert checkpoint_json(traced) == dumps(traced.to_data())
+    assert Checkpoint.from_data(traced.to_data()) == traced
+    assert Checkpoint.from_data(plain.to_data()) == plain
+    assert "traceparent" not in traced.to_wire()

@@ -75,6 +75,7 @@ def build_settings(config: Config) -> RuntimeSettings:
         tool_threads=engine.tool_threads,
         job_timeout=engine.job_timeout or None,
         max_tool_result_chars=engine.max_tool_result_chars or None,
+        price_final_checkpoint=engine.price_final_checkpoint,
     )
 
 

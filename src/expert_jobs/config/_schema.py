@@ -325,6 +325,7 @@ class EngineConfig(ConfigModel):
     An expiry of ``false`` means never; a limit of ``false`` (``toolTimeout``, ``jobTimeout``,
     ``maxToolResultChars``) means none. Durations are finite numbers of seconds; ``0``, a negative
     number or ``true`` where a positive one (or ``false``) is expected is an error naming the key.
+    ``priceFinalCheckpoint`` (``true``/``false``) is ``RuntimeSettings.price_final_checkpoint``.
     """
 
     backoff_base: Number = Field(1.0, ge=0)
@@ -340,6 +341,7 @@ class EngineConfig(ConfigModel):
     tool_threads: Whole = Field(32, ge=1)
     job_timeout: float | Literal[False] = False
     max_tool_result_chars: int | Literal[False] = Field(100_000)
+    price_final_checkpoint: StrictBool = False
 
     @field_validator("tool_timeout", "job_timeout", "max_tool_result_chars", mode="before")
     @classmethod

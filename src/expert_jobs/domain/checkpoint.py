@@ -67,11 +67,14 @@ class Checkpoint(NamedTuple):
     (a :class:`~expert_jobs.domain.errors.JobError`), else ``None``. ``cost`` is what the whole job
     had cost in money by then (a :class:`~expert_jobs.domain.cost.Cost`), set only on a job's final
     checkpoint and only when ``RuntimeSettings.price_final_checkpoint`` is on; ``None`` otherwise,
-    and when a model of the job is unknown to the price table. It is kept by the stores but not
-    part of the API's checkpoint object.
+    and when a model of the job is unknown to the price table. ``traceparent`` is the W3C trace
+    context of the span of the run that wrote the checkpoint, set only on a run's last checkpoint
+    (a pause or a stop) and only when the runtime traces (engine/tracing.py): the job's next run,
+    in whichever process, links its span to it. Both are kept by the stores but not part of the
+    API's checkpoint object.
 
     A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
-    is built about eight times faster than a frozen dataclass sets its 24 fields one by one (0.3
+    is built about eight times faster than a frozen dataclass sets its 26 fields one by one (0.3
     against 2.3 µs). Make a changed copy with ``checkpoint._replace(...)``.
     """
 
@@ -100,10 +103,12 @@ class Checkpoint(NamedTuple):
     delegations: tuple[Delegation, ...] = ()
     error: JobError | None = None
     cost: Cost | None = None
+    traceparent: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form). ``cost``
-        is there only when set, so the rows of checkpoints without one are as before."""
+        and ``traceparent`` are there only when set, so the rows of checkpoints without them are as
+        before."""
         data = {
             "id": self.id,
             "job_id": self.job_id,
@@ -141,6 +146,8 @@ class Checkpoint(NamedTuple):
         }
         if self.cost is not None:
             data["cost"] = self.cost.to_wire()
+        if self.traceparent is not None:
+            data["traceparent"] = self.traceparent
         return data
 
     @classmethod
@@ -181,6 +188,7 @@ class Checkpoint(NamedTuple):
             ),
             error=None if data["error"] is None else JobError.from_data(data["error"]),
             cost=None if data.get("cost") is None else Cost.from_wire(data["cost"]),
+            traceparent=data.get("traceparent"),
         )
 
     def to_wire(self) -> dict[str, Any]:

@@ -18,7 +18,10 @@ class JobEvent:
 
     ``transition``: ``from_status`` -> ``status`` by ``trigger``. ``step``: a step finished
     (``usage`` is the step's). ``toolCall`` / ``toolResult``: ``detail`` has the name and id.
-    ``checkpoint``: ``detail["checkpointId"]``. ``retry``: a failed attempt, ``detail`` has the error.
+    ``checkpoint``: ``detail["checkpointId"]`` and ``detail["kind"]``; the job's final checkpoint,
+    when ``RuntimeSettings.price_final_checkpoint`` is on, also ``detail["cost"]``: the job's cost
+    as ``{"amount": "0.0049", "currency": "USD"}``, or ``None`` when unknown. ``retry``: a failed
+    attempt, ``detail`` has the error.
     """
 
     kind: EventKind

@@ -592,6 +592,9 @@ class JobRunner:
         checkpoint = None
         if job.checkpoint_seq:
             checkpoint = (await self._store.latest_checkpoints(job.id)).get(root_id)
+        if self._trace is not None:
+            # The run span starts linked to the previous run's, whose context the checkpoint keeps.
+            self._trace.open(None if checkpoint is None else checkpoint.traceparent)
         expert = self._rt.resolve_expert(job.expert_key)
         if self._rt.mcp_pending:
             # MCP servers not listed yet (engine/mcp.py): connect them before the toolsets are made.
@@ -1084,8 +1087,13 @@ class JobRunner:
                 self._transition(trigger, run)
             job.updated_at = self._clock.now()
             checkpoint = None if run is None else self._checkpoint(run, kind, step_usage)
-            if release and kind == "stop" and self._settings.price_final_checkpoint and checkpoint:
-                checkpoint = await self._priced(checkpoint)
+            if release and checkpoint is not None:
+                # The run's last checkpoint: priced at the job's end, and the run span's trace
+                # context kept for the job's next run to link to (any process: engine/tracing.py).
+                if kind == "stop" and self._settings.price_final_checkpoint:
+                    checkpoint = await self._priced(checkpoint)
+                if self._trace is not None:
+                    checkpoint = checkpoint._replace(traceparent=self._trace.traceparent())
             self._in_write = True
             try:
                 await self._store.save(
@@ -1175,7 +1183,7 @@ class JobRunner:
         seq = job.checkpoint_seq + 1
         messages = run.messages
         # The fields in Checkpoint's order, as one tuple: what its generated __new__ would build
-        # after binding 24 arguments (a frame the hot path can do without).
+        # after binding its 26 arguments (a frame the hot path can do without).
         checkpoint = _new_checkpoint(
             Checkpoint,
             (
@@ -1204,6 +1212,7 @@ class JobRunner:
                 run.delegations,
                 run.error,
                 None,  # cost: set on the final checkpoint only, by _write (price_final_checkpoint)
+                None,  # traceparent: set on a run's last checkpoint only, by _write (when tracing)
             ),
         )
         job.checkpoint_seq = seq
@@ -1217,7 +1226,12 @@ class JobRunner:
         if new_step:
             self._emit(run, "step", {"usage": step_usage.to_wire()})
         if checkpoint is not None:
-            self._emit(run, "checkpoint", {"checkpointId": checkpoint.id, "kind": kind})
+            detail: dict[str, Any] = {"checkpointId": checkpoint.id, "kind": kind}
+            if kind == "stop" and self._settings.price_final_checkpoint:
+                # The job's last checkpoint, priced (_priced): its cost, or None for unknown.
+                cost = checkpoint.cost
+                detail["cost"] = None if cost is None else cost.to_wire()
+            self._emit(run, "checkpoint", detail)
         for event in events:
             self._bus.publish(event)
 

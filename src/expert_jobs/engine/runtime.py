@@ -560,6 +560,8 @@ class Runtime:
             new_messages=tuple(history),
             message_count=len(history),
             step_usage=checkpoint.usage,  # inherited, so checkpoint usages still sum to the job's
+            cost=None,  # a new job: not the source's final cost, nor its run's trace context
+            traceparent=None,
         )
         job.last_checkpoint_id = first.id
         if query or files or interactive:
@@ -758,6 +760,9 @@ class Runtime:
             step_usage=ZERO_USAGE,
             total_steps=job.total_steps,
             total_duration_ms=job.total_duration_ms,
+            # The cost belongs to the final checkpoint it was worked out for; the last run's trace
+            # context goes on, for the job's next run to link to (engine/tracing.py).
+            cost=None,
             **fields,
         )
         job.checkpoint_seq = seq

@@ -10,8 +10,10 @@ The spans of one run of a job (a runner's ``run()``: until it completes, pauses,
 - ``invoke_agent {expert}`` (the run): ``gen_ai.operation.name`` ``invoke_agent``,
   ``gen_ai.agent.name``, ``gen_ai.request.model``, ``expert_jobs.job.id``, the status it started
   from and ended in (``expert_jobs.job.status``), its steps and usage; linked to the span of the
-  job's previous run in this process (``expert_jobs.link`` ``previous_run``: a resume after a
-  pause, a follow-up, a requeue);
+  job's previous run (``expert_jobs.link`` ``previous_run``: a resume after a pause, a follow-up,
+  a requeue), in whichever process it ran: a run's last checkpoint (its pause or stop) keeps its
+  span's W3C ``traceparent`` (``Checkpoint.traceparent``), which the job's next run reads back
+  when it restores the checkpoint;
 - ``step {n}`` per step of each run (``expert_jobs.step``, ``expert_jobs.run.id``), with an
   ``expert_jobs.retry`` event per retried generation (attempt, error kind, backoff delay);
 - ``chat {model}`` per generation attempt (kind CLIENT): request model and temperature, response
@@ -27,6 +29,7 @@ The spans of one run of a job (a runner's ``run()``: until it completes, pauses,
 from __future__ import annotations
 
 import importlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -67,12 +70,14 @@ class JobTracing:
     """Makes the spans of job runs with a tracer of ``tracer_provider`` (the global provider when
     ``None``: set it with ``opentelemetry.trace.set_tracer_provider``).
 
-    ``remember`` bounds how many jobs' last run span contexts are kept to link a job's next run
-    to its previous one (a resume after a pause, a follow-up); the oldest are forgotten first.
-    Raises ImportError naming the ``otel`` extra when OpenTelemetry is not installed.
+    A job's next run links to its previous run's span through the ``traceparent`` its last
+    checkpoint keeps (any process); failing that (a checkpoint written without tracing), through
+    the span contexts remembered here: ``remember`` bounds how many jobs' last run span contexts
+    are kept, the oldest forgotten first. Raises ImportError naming the ``otel`` extra when
+    OpenTelemetry is not installed.
     """
 
-    __slots__ = ("_last", "_otel", "_remember", "tracer")
+    __slots__ = ("_last", "_otel", "_propagator", "_remember", "tracer")
 
     def __init__(self, tracer_provider: TracerProvider | None = None, *, remember: int = 10_000) -> None:
         if remember < 0:
@@ -81,6 +86,10 @@ class JobTracing:
         from expert_jobs import __version__
 
         self._otel = otel
+        # W3C trace context (the propagation API): a run's span context in its last checkpoint.
+        self._propagator: Any = importlib.import_module(
+            "opentelemetry.trace.propagation.tracecontext"
+        ).TraceContextTextMapPropagator()
         self.tracer: Tracer = otel.get_tracer(
             INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
         )
@@ -88,12 +97,26 @@ class JobTracing:
         self._last: OrderedDict[str, SpanContext] = OrderedDict()
 
     def start_job(self, job: Job) -> JobTrace:
-        """Open the span of a run of ``job`` (linked to its previous run's, when remembered)."""
+        """The trace of a run of ``job`` starting now; its span opens (with its start time now)
+        when :meth:`JobTrace.open` learns the previous run's trace context."""
         return JobTrace(self, job)
 
     def previous_run(self, job_id: str) -> SpanContext | None:
         """The span context of the last run of ``job_id`` traced here, if remembered."""
         return self._last.get(job_id)
+
+    def traceparent(self, span: Span) -> str | None:
+        """``span``'s W3C ``traceparent`` header value (``None`` for a span without a valid
+        context: a non-recording tracer's)."""
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier, context=self._otel.set_span_in_context(span))
+        return carrier.get("traceparent")
+
+    def span_context(self, traceparent: str) -> SpanContext | None:
+        """The (remote) span context a ``traceparent`` value names; ``None`` if it is malformed."""
+        context = self._propagator.extract({"traceparent": traceparent})
+        span_context: SpanContext = self._otel.get_current_span(context).get_span_context()
+        return span_context if span_context.is_valid else None
 
     def _remember_run(self, job_id: str, context: SpanContext) -> None:
         if not self._remember:
@@ -116,38 +139,75 @@ def enable_tracing(runtime: Any, tracer_provider: TracerProvider | None = None) 
 class JobTrace:
     """The open spans of one run of a job; the runner calls it at its hook points."""
 
-    __slots__ = ("_generations", "_job_id", "_otel", "_runs", "_span", "_steps", "_tracer", "_tracing")
+    __slots__ = (
+        "_attributes",
+        "_generations",
+        "_job_id",
+        "_otel",
+        "_resumed",
+        "_runs",
+        "_span",
+        "_start_ns",
+        "_steps",
+        "_tracer",
+        "_tracing",
+    )
 
     def __init__(self, tracing: JobTracing, job: Job) -> None:
-        otel = self._otel = tracing._otel
+        self._otel = tracing._otel
         self._tracing = tracing
         self._tracer = tracing.tracer
         self._job_id = job.id
-        previous = tracing.previous_run(job.id)
-        links = () if previous is None else (otel.Link(previous, {"expert_jobs.link": "previous_run"}),)
-        self._span: Span = self._tracer.start_span(
-            f"invoke_agent {job.expert_key}",
-            kind=otel.SpanKind.INTERNAL,
-            attributes={
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.agent.name": job.expert_key,
-                "gen_ai.request.model": job.model,
-                "gen_ai.conversation.id": job.id,
-                "expert_jobs.job.id": job.id,
-                "expert_jobs.job.status.start": job.status.value,
-                "expert_jobs.job.resumed": previous is not None or job.checkpoint_seq > 0,
-            },
-            links=links,
-        )
+        # The run span opens in open(), once the previous run's trace context is known (links are
+        # set when a span starts), with the run's start time taken here.
+        self._start_ns = time.time_ns()
+        self._resumed = job.checkpoint_seq > 0
+        self._attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": job.expert_key,
+            "gen_ai.request.model": job.model,
+            "gen_ai.conversation.id": job.id,
+            "expert_jobs.job.id": job.id,
+            "expert_jobs.job.status.start": job.status.value,
+        }
+        self._span: Span | None = None
         self._steps: dict[str, Span] = {}  # run id -> its current step's span
         self._runs: dict[str, Span] = {}  # child run id -> its span
         self._generations: set[Span] = set()  # attempts in flight
+
+    def open(self, traceparent: str | None) -> Span:
+        """Start the run's span (once; later calls return it), linked to the previous run's span:
+        the one ``traceparent`` (from the checkpoint the run restores) names, else the one
+        remembered in this process, if any."""
+        span = self._span
+        if span is not None:
+            return span
+        tracing = self._tracing
+        previous = None if traceparent is None else tracing.span_context(traceparent)
+        if previous is None:
+            previous = tracing.previous_run(self._job_id)
+        otel = self._otel
+        attributes = self._attributes
+        attributes["expert_jobs.job.resumed"] = previous is not None or self._resumed
+        span = self._span = self._tracer.start_span(
+            f"invoke_agent {attributes['gen_ai.agent.name']}",
+            kind=otel.SpanKind.INTERNAL,
+            attributes=attributes,
+            links=() if previous is None else (otel.Link(previous, {"expert_jobs.link": "previous_run"}),),
+            start_time=self._start_ns,
+        )
+        return span
+
+    def traceparent(self) -> str | None:
+        """The run span's W3C ``traceparent``, for the run's last checkpoint (a pause or a stop)."""
+        return self._tracing.traceparent(self.open(None))
 
     # ------------------------------------------------------------------ parents
 
     def _parent_of_run(self, run_id: str) -> Span:
         """Where a run's steps hang: the job run's span for the root, the child run's own span."""
-        return self._runs.get(run_id, self._span)
+        span = self._runs.get(run_id)
+        return span if span is not None else self.open(None)
 
     def _current(self, run_id: str) -> Span:
         """Where a run's generations, tool calls and delegates hang: its current step's span."""
@@ -306,7 +366,7 @@ class JobTrace:
         for child in self._runs.values():
             child.end()
         self._runs.clear()
-        span = self._span
+        span = self.open(None)
         status = job.status
         attributes = _usage(job.usage)
         attributes["expert_jobs.job.status"] = status.value

@@ -249,9 +249,9 @@ def checkpoint_json(checkpoint: Checkpoint, *, with_messages: bool = True) -> st
 
 
 _TAIL_START = Checkpoint._fields.index("retry_count")
-_PLAIN_TAIL_VALUES = (0, None, None, (), (), (), None, None)
+_PLAIN_TAIL_VALUES = (0, None, None, (), (), (), None, None, None)
 """The fields from ``retry_count`` on, as most checkpoints have them (no retry, no parent, no
-open calls, no error, no cost): their text is then a constant."""
+open calls, no error, no cost, no trace context): their text is then a constant."""
 _PLAIN_TAIL = (
     '"retry_count":0,"parent_run_id":null,"parent_call_id":null,'
     '"pending_calls":[],"partial_results":[],"delegations":[],"error":null}'
@@ -261,7 +261,7 @@ _PLAIN_TAIL = (
 def _tail_json(c: Checkpoint) -> str:
     # The uncommon tail (a retry, a parent, open calls, an error): through to_data, not by hand.
     data = c.to_data()
-    # ``cost`` is in the data only when set (Checkpoint.to_data).
+    # ``cost`` and ``traceparent`` are in the data only when set (Checkpoint.to_data).
     return dumps({key: data[key] for key in Checkpoint._fields[_TAIL_START:] if key in data})[1:]
 
 
