@@ -59,6 +59,8 @@ _DELEGATING = S.REQUEST_DELEGATE_RESULT
 # Statuses in which a runner that failed unexpectedly still has a job to stop.
 _STOPPABLE = frozenset({S.QUEUED, _PROCESSING, _DELEGATING, S.CANCELING})
 _INF = math.inf
+# Where a job ends (until someone continues it): the stops whose checkpoint carries the job's cost.
+_ENDS = frozenset({S.COMPLETED, S.FAILED, S.EXCEEDED_MAX_STEPS, S.CANCELED})
 
 
 class RunnerHost(Protocol):
@@ -1090,7 +1092,7 @@ class JobRunner:
             if release and checkpoint is not None:
                 # The run's last checkpoint: priced at the job's end, and the run span's trace
                 # context kept for the job's next run to link to (any process: engine/tracing.py).
-                if kind == "stop" and self._settings.price_final_checkpoint:
+                if self._prices(checkpoint):
                     checkpoint = await self._priced(checkpoint)
                 if self._trace is not None:
                     checkpoint = checkpoint._replace(traceparent=self._trace.traceparent())
@@ -1122,6 +1124,15 @@ class JobRunner:
                 lock.release()
         if self.cancel_requested and not force:
             raise _Canceled
+
+    def _prices(self, checkpoint: Checkpoint) -> bool:
+        """Whether ``checkpoint`` is where the job ends (not a pause, not a hand-back to the
+        queue) and ``price_final_checkpoint`` asks for its cost there."""
+        return (
+            checkpoint.kind == "stop"
+            and checkpoint.status in _ENDS
+            and self._settings.price_final_checkpoint
+        )
 
     async def _priced(self, final: Checkpoint) -> Checkpoint:
         """``final`` with what the job cost (``price_final_checkpoint``): its earlier checkpoints read
@@ -1227,7 +1238,7 @@ class JobRunner:
             self._emit(run, "step", {"usage": step_usage.to_wire()})
         if checkpoint is not None:
             detail: dict[str, Any] = {"checkpointId": checkpoint.id, "kind": kind}
-            if kind == "stop" and self._settings.price_final_checkpoint:
+            if self._prices(checkpoint):
                 # The job's last checkpoint, priced (_priced): its cost, or None for unknown.
                 cost = checkpoint.cost
                 detail["cost"] = None if cost is None else cost.to_wire()
