@@ -114,7 +114,7 @@ class IllegalTransition(ExpertJobsError):
         )
 
 
-ProviderErrorKind = Literal[
+RetryableProviderErrorKind = Literal[
     "rate_limit",
     "overloaded",
     "server",
@@ -123,12 +123,11 @@ ProviderErrorKind = Literal[
     "conflict",
     "empty_output",
     "invalid_response",
-    "authentication",
-    "bad_request",
-    "not_found",
-    "billing",
-    "other",
 ]
+"""The :data:`ProviderErrorKind` values a retry may help (see there)."""
+FinalProviderErrorKind = Literal["authentication", "bad_request", "not_found", "billing", "other"]
+"""The :data:`ProviderErrorKind` values that fail a job at once (see there)."""
+ProviderErrorKind = Literal[RetryableProviderErrorKind, FinalProviderErrorKind]
 """Why a model call failed (:attr:`ProviderError.kind`).
 
 Retryable (the engine tries again, up to the job's ``maxRetries``): ``rate_limit`` (HTTP 429),
@@ -165,18 +164,7 @@ class ProviderError(ExpertJobsError):
     HTTP status, when there was one; ``usage``: tokens the failed attempt still cost.
     """
 
-    RETRYABLE_KINDS: ClassVar[frozenset[ProviderErrorKind]] = frozenset(
-        {
-            "rate_limit",
-            "overloaded",
-            "server",
-            "timeout",
-            "connection",
-            "conflict",
-            "empty_output",
-            "invalid_response",
-        }
-    )
+    RETRYABLE_KINDS: ClassVar[frozenset[ProviderErrorKind]] = frozenset(get_args(RetryableProviderErrorKind))
 
     def __init__(
         self,

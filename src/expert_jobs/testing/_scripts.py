@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from expert_jobs.domain.errors import ProviderError, UsageError
+from expert_jobs.domain.errors import PROVIDER_ERROR_KINDS, ProviderError, UsageError
 from expert_jobs.domain.messages import Message
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
@@ -46,7 +46,7 @@ __all__ = [
 
 RETRYABLE_KINDS: tuple[str, ...] = tuple(sorted(ProviderError.RETRYABLE_KINDS))
 """Failure kinds the engine retries (up to the job's ``maxRetries`` in a row)."""
-NON_RETRYABLE_KINDS: tuple[str, ...] = ("authentication", "bad_request", "billing", "not_found", "other")
+NON_RETRYABLE_KINDS: tuple[str, ...] = tuple(sorted(set(PROVIDER_ERROR_KINDS) - set(RETRYABLE_KINDS)))
 """Failure kinds that fail the run at once."""
 FAILURE_KINDS: tuple[str, ...] = RETRYABLE_KINDS + NON_RETRYABLE_KINDS
 """Every failure kind a provider reports."""
