@@ -38,7 +38,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 
@@ -75,6 +75,7 @@ __all__ = [
     "missing_sdk",
     "object_schema",
     "parse_duration",
+    "parsed",
     "result_text",
     "retry_after_from_headers",
     "sdk_import_error",
@@ -333,6 +334,18 @@ def invalid_response(provider: str, detail: str, *, usage: Usage | None = None) 
         provider=provider,
         usage=usage,
     )
+
+
+def parsed(provider: str, parse: Callable[[], GenerationResponse]) -> GenerationResponse:
+    """``parse()``, the adapter's reading of an answer: whatever else than a :class:`ProviderError`
+    it raises means the provider answered something that is not a valid response
+    (:func:`unexpected_error`), never a crashed run."""
+    try:
+        return parse()
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise unexpected_error(provider, exc) from exc
 
 
 def unexpected_error(provider: str, exc: Exception) -> ProviderError:

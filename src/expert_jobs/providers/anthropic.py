@@ -63,6 +63,7 @@ from expert_jobs.providers._common import (
     file_as_text,
     int_at,
     object_schema,
+    parsed,
     sdk_import_error,
     unexpected_error,
     unsupported_file,
@@ -192,12 +193,7 @@ class AnthropicProvider(AdapterBase):
             raise self._classify(exc) from exc
         except Exception as exc:
             raise unexpected_error(self.name, exc) from exc
-        try:
-            return self._response(message)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(self.name, exc) from exc
+        return parsed(self.name, lambda: self._response(message))
 
     @staticmethod
     def _tools(tools: Sequence[ToolDeclaration]) -> list[dict[str, Any]]:

@@ -48,9 +48,9 @@ from expert_jobs.providers._common import (
     int_at,
     load_arguments,
     object_schema,
+    parsed,
     result_text,
     sdk_import_error,
-    unexpected_error,
     unsupported_file,
 )
 from expert_jobs.providers.openai import openai_client, openai_error
@@ -137,12 +137,7 @@ class DeepSeekProvider(AdapterBase):
             )
         except Exception as exc:
             raise openai_error(self.name, exc) from exc
-        try:
-            return self._response(completion)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(self.name, exc) from exc
+        return parsed(self.name, lambda: self._response(completion))
 
     @staticmethod
     def _tools(request: GenerationRequest) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ from expert_jobs.providers._common import (
     int_at,
     object_schema,
     parse_duration,
+    parsed,
     sdk_import_error,
     unexpected_error,
 )
@@ -179,12 +180,7 @@ class GeminiProvider(AdapterBase):
             raise self._classify(exc) from exc
         except Exception as exc:
             raise unexpected_error(self.name, exc) from exc
-        try:
-            return self._response(response, turn=len(request.messages))
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(self.name, exc) from exc
+        return parsed(self.name, lambda: self._response(response, turn=len(request.messages)))
 
     @staticmethod
     def _tools(request: GenerationRequest) -> types.ToolListUnion | None:

@@ -61,6 +61,7 @@ from expert_jobs.providers._common import (
     int_at,
     load_arguments,
     object_schema,
+    parsed,
     result_text,
     sdk_import_error,
     unexpected_error,
@@ -239,12 +240,7 @@ class OpenAIProvider(AdapterBase):
             )
         except Exception as exc:
             raise openai_error(self.name, exc) from exc
-        try:
-            return self._response(response)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(self.name, exc) from exc
+        return parsed(self.name, lambda: self._response(response))
 
     def _reasoning(self, request: GenerationRequest, info: ModelInfo) -> dict[str, str] | None:
         if not info.reasons:
