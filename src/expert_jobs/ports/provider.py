@@ -7,10 +7,11 @@ never sees an SDK. Failures are raised as :class:`~expert_jobs.domain.errors.Pro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from expert_jobs.domain.deltas import StreamDelta
 from expert_jobs.domain.messages import AssistantPart, Message
 from expert_jobs.domain.usage import Usage
 
@@ -18,9 +19,12 @@ __all__ = [
     "FinishReason",
     "GenerationRequest",
     "GenerationResponse",
+    "OutputSchema",
     "Provider",
     "ProviderResolver",
     "ReasoningSettings",
+    "StreamItem",
+    "StreamingProvider",
     "ToolDeclaration",
 ]
 
@@ -51,13 +55,28 @@ class ReasoningSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputSchema:
+    """The shape the final answer must have: a JSON schema (an object schema) and a name for it.
+
+    Adapters ask the provider for it in its native mode (structured outputs, a JSON-schema
+    response format, JSON mode) and return the answer as a text part holding the JSON; the engine
+    validates it. ``strict`` asks providers that support it to enforce the schema exactly.
+    """
+
+    name: str
+    json_schema: Mapping[str, Any]
+    strict: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """Everything one model call needs, independent of the provider.
 
     ``temperature`` is the job's temperature; the adapter leaves it out for models that do not
     accept a custom one. ``messages`` is the run's history and must not be mutated by adapters.
     ``run_id`` and ``expert_key`` say who asks (for gateways, logs and scripted fakes); adapters
-    need not send them anywhere.
+    need not send them anywhere. ``output_schema``, when set, is the shape the answer (a response
+    without tool calls) must have; the model may still call tools first.
     """
 
     model: str
@@ -70,6 +89,7 @@ class GenerationRequest:
     timeout: float | None = None
     run_id: str | None = None
     expert_key: str | None = None
+    output_schema: OutputSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +110,26 @@ class Provider(Protocol):
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """Run one generation or raise :class:`~expert_jobs.domain.errors.ProviderError`."""
+        ...
+
+
+StreamItem = StreamDelta | GenerationResponse
+"""What a stream yields: deltas, then exactly one :class:`GenerationResponse`, last."""
+
+
+@runtime_checkable
+class StreamingProvider(Provider, Protocol):
+    """A provider that can also stream a generation.
+
+    :meth:`stream` yields :data:`~expert_jobs.domain.deltas.StreamDelta` values as they arrive and
+    ends with the same complete :class:`GenerationResponse` that :meth:`generate` would return for
+    the request (parts, finish reason, exact usage). A failure before or during the stream raises
+    :class:`~expert_jobs.domain.errors.ProviderError` (a stream broken mid-way is retryable).
+    ``request.timeout``, when streaming, bounds the wait for each next chunk (an idle timeout).
+    """
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+        """Stream one generation: deltas, then the complete response."""
         ...
 
 
