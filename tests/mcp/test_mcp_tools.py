@@ -112,6 +112,39 @@ async def test_close_stops_the_server(runtime_with) -> None:  # type: ignore[no-
         pytest.fail(f"the MCP server {pid} still runs after runtime.close()")
 
 
+async def _gone(pid: int) -> bool:
+    import os
+
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_worker_stop_stops_the_server_and_a_later_job_starts_it_again(runtime_with) -> None:  # type: ignore[no-untyped-def]
+    from expert_jobs.engine.worker import Worker
+
+    runtime = runtime_with(ToolCalls.of(("pid", {})), Reply("ok"), ToolCalls.of(("pid", {})), Reply("ok"))
+    runtime.add_expert("s@1.0.0", "You.", mcp_servers=[stdio_server()])
+    first = await runtime.submit("s@1.0.0", "go")
+    worker = Worker(runtime, poll_interval=0.05)
+    await worker.start()
+    for _ in range(400):
+        if (await runtime.get(first.id)).status is JobStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.025)
+    pid = int((await results(runtime, first.id))[0].content)
+    await worker.stop()
+    assert await _gone(pid), f"the MCP server {pid} still runs after Worker.stop()"
+    second = await runtime.run("s@1.0.0", "again")
+    assert second.status is JobStatus.COMPLETED
+    restarted = int((await results(runtime, second.id))[0].content)
+    assert restarted != pid
+
+
 async def test_a_pick_naming_a_missing_tool_fails_the_job_naming_it(runtime_with) -> None:  # type: ignore[no-untyped-def]
     runtime = runtime_with(Reply("never"))
     runtime.add_expert("k@1.0.0", "You.", mcp_servers=[stdio_server(pick=["add", "nope"])])

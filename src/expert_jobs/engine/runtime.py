@@ -820,11 +820,16 @@ class Runtime:
         """The runner driving ``job_id`` in this process, if any."""
         return self._active.get(job_id)
 
+    async def stop_mcp_servers(self) -> None:
+        """Stop the MCP servers this runtime started (their processes end, remote sessions close).
+        The runtime stays usable: a server is started again when a job next needs its tools."""
+        if self._mcp is not None:
+            await self._mcp.close()
+
     async def close(self) -> None:
         """Stop the MCP servers, shut the tool threads down (without waiting for tools still
         running: a hung one keeps its daemon thread until it returns) and close the store."""
-        if self._mcp is not None:
-            await self._mcp.close()
+        await self.stop_mcp_servers()
         self.tool_threads.shutdown(wait=False, cancel_futures=True)
         await self.store.close()
 

@@ -141,7 +141,8 @@ class Worker:
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop claiming; give running jobs ``grace`` seconds to finish, then abandon their step
-        in flight and hand them back to the queue."""
+        in flight and hand them back to the queue; then stop the runtime's MCP servers (a runtime
+        used again starts them anew when a job needs them)."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
@@ -153,6 +154,10 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.runtime.stop_mcp_servers()
+        except Exception:
+            _log.exception("worker %s: stopping the MCP servers failed", self.worker_id)
 
     async def _release_unstarted(self) -> None:
         """Let go of queued jobs leased to this worker that it never started (a claim committed
