@@ -158,7 +158,7 @@ async def test_cached_input_is_added_to_input_tokens() -> None:
     response = await adapter(api).generate(request(MODEL))
 
     # input_tokens (50) excludes cache reads (8000) and cache writes (1200)
-    assert response.usage == Usage.of(9250, 120, cached=8000)
+    assert response.usage == Usage.of(9250, 120, cached=8000, cache_write=1200)
     assert response.raw_usage is not None and response.raw_usage["cache_read_input_tokens"] == 8000
 
 

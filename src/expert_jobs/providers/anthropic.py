@@ -24,15 +24,48 @@ Errors: the body's ``error.type`` refines the HTTP status; a spend or credit lim
 retried) whether the API says so with ``error.details.error_code`` (``enforced_spend_limit_reached``,
 a 429 the SDK raises as ``EnforcedSpendLimitReachedError``, a ``RateLimitError``) or only in the
 message (older API versions and SDKs without that class). Works with SDK 1.0 and later.
+
+Streaming (:meth:`AnthropicProvider.stream`): the same request through ``messages.stream``, the SDK's
+own stream, which also accumulates the final message; that message goes through the same mapping as
+:meth:`~AnthropicProvider.generate`. ``message_start`` carries the input figures (cache reads and
+writes included) and a first output count, each ``message_delta`` the cumulative output count (newer
+API versions repeat the input figures there): a :class:`UsageDelta` follows each, and the final
+response's usage is the last message's, exact. ``request.timeout`` bounds each read (an idle
+timeout). An ``error`` event (``overloaded_error`` ...) is classified like an HTTP error of its type
+(an unknown type is a retryable ``server`` error); a cut connection, or a body that ends before
+``message_stop``, is a retryable ``connection`` error. The HTTP response is closed however the
+iteration ends (finished, failed, cancelled or abandoned).
+
+Structured output (``request.output_schema``): ``output_config: {format: {type: json_schema,
+schema}}`` (native, constrained decoding; the schema made strict by the SDK's ``transform_schema``)
+on the models that have it (Claude 4.5 and later); elsewhere, or for a schema with ``strict=False``
+or one ``transform_schema`` cannot take, a forced output tool named after the schema, offered next to
+the expert's tools (``tool_choice`` ``tool`` alone, ``any`` beside other tools, ``auto`` plus a line
+of system instruction when thinking is on, which the API requires). Either way the answer is one
+``TextPart`` of JSON with finish reason ``stop``. ``output_config`` is in every SDK from 1.0 on, so
+the model alone decides (see :func:`structured_output_mode`); the adapter option
+``structured_output`` forces one mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, cast
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, get_args
 
-from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
+from expert_jobs.domain.deltas import (
+    StreamDelta,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStartDelta,
+    UsageDelta,
+)
+from expert_jobs.domain.errors import ProviderError, ProviderErrorKind, UsageError
 from expert_jobs.domain.messages import (
     AssistantMessage,
     AssistantPart,
@@ -46,7 +79,14 @@ from expert_jobs.domain.messages import (
 )
 from expert_jobs.domain.models import ModelInfo
 from expert_jobs.domain.usage import Usage
-from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse, ToolDeclaration
+from expert_jobs.ports.provider import (
+    FinishReason,
+    GenerationRequest,
+    GenerationResponse,
+    OutputSchema,
+    StreamItem,
+    ToolDeclaration,
+)
 from expert_jobs.providers._common import (
     DEFAULT_MAX_OUTPUT_TOKENS,
     DEFAULT_TIMEOUT,
@@ -62,6 +102,7 @@ from expert_jobs.providers._common import (
     expect_type,
     file_as_text,
     int_at,
+    invalid_response,
     object_schema,
     parsed,
     sdk_import_error,
@@ -76,9 +117,50 @@ except ImportError as exc:  # only without the extra installed, or with an SDK t
     raise sdk_import_error("anthropic", "anthropic", exc) from exc
 check_sdk_version("anthropic", "anthropic")
 
-__all__ = ["AnthropicProvider", "anthropic_usage"]
+__all__ = [
+    "NON_STREAMING_MAX_TOKENS",
+    "AnthropicProvider",
+    "StructuredOutputMode",
+    "anthropic_usage",
+    "structured_output_mode",
+]
+
+NON_STREAMING_MAX_TOKENS = 21_333
+"""The largest ``max_tokens`` the API answers without streaming within the SDK's ten-minute bound
+(it expects an hour per 128,000 tokens); a larger call is streamed (``should_stream``)."""
 
 _MIN_THINKING_BUDGET = 1024
+
+StructuredOutputMode = Literal["auto", "native", "tool"]
+"""How an output schema is asked for: ``native`` (``output_config.format``), ``tool`` (a forced output
+tool) or ``auto`` (native where the model has it, see :func:`structured_output_mode`)."""
+
+_WITHOUT_STRUCTURED_OUTPUTS = (
+    "claude-instant",
+    "claude-2",
+    "claude-3",
+    "claude-opus-4-0",
+    "claude-opus-4-1",
+    "claude-opus-4-2025",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+)
+"""Model id prefixes of the Claude models without structured outputs (``output_config.format`` and
+strict tools): everything before Claude 4.5. Opus 4.1 had them only in the
+``structured-outputs-2025-11-13`` beta, which the adapter does not use. Every later model has them,
+so an unknown id is taken to."""
+
+_TOOL_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
+_MAX_TOOL_NAME = 64
+
+_OUTPUT_TOOL_DESCRIPTION = (
+    "Give your final answer by calling this tool: its input is the answer. Call it once, when you "
+    "have the answer, instead of answering in text."
+)
+
+_DRAIN_SECONDS = 0.5
+"""How long the end of a body may take to arrive after ``message_stop`` (read so the connection is
+reused); a stream still open then is closed, the answer being complete."""
 
 _FINISH_REASONS: Mapping[str, FinishReason] = {
     "end_turn": "stop",
@@ -122,20 +204,66 @@ API usage limits"."""
 def anthropic_usage(raw: Mapping[str, Any]) -> Usage:
     """Normalised usage from the Messages API's ``usage`` object (see the module docstring)."""
     cache_read = int_at(raw, "cache_read_input_tokens")
-    input_tokens = int_at(raw, "input_tokens") + cache_read + int_at(raw, "cache_creation_input_tokens")
+    cache_write = int_at(raw, "cache_creation_input_tokens")
+    input_tokens = int_at(raw, "input_tokens") + cache_read + cache_write
     output_tokens = int_at(raw, "output_tokens")
     reasoning = min(int_at(raw, "output_tokens_details", "thinking_tokens"), output_tokens)
-    return Usage.of(input_tokens, output_tokens, reasoning=reasoning, cached=cache_read)
+    return Usage.of(
+        input_tokens, output_tokens, reasoning=reasoning, cached=cache_read, cache_write=cache_write
+    )
+
+
+def structured_output_mode(model: str, schema: OutputSchema) -> Literal["native", "tool"]:
+    """How ``auto`` asks ``model`` for ``schema``: ``native`` on the models with structured outputs
+    (every Claude id but those before Claude 4.5) when the schema is ``strict``, else ``tool``."""
+    if schema.strict and _has_structured_outputs(model):
+        return "native"
+    return "tool"
+
+
+def _has_structured_outputs(model: str) -> bool:
+    return not model.startswith(_WITHOUT_STRUCTURED_OUTPUTS)
+
+
+def _strict_schema(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``schema`` in the form strict mode takes (every object closed, unsupported keywords moved into
+    descriptions), by the SDK's own ``transform_schema``; ``None`` when it cannot take the schema."""
+    try:
+        return anthropic.transform_schema(object_schema(schema))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _tool_name(name: str, taken: set[str]) -> str:
+    """A tool name for the output schema ``name`` (Anthropic's ``^[a-zA-Z0-9_-]{1,64}$``), unlike
+    the expert's own tools' names."""
+    base = _TOOL_NAME_CHARACTERS.sub("_", name)[:_MAX_TOOL_NAME] or "final_answer"
+    candidate, number = base, 2
+    while candidate in taken:
+        suffix = f"_{number}"
+        candidate = base[: _MAX_TOOL_NAME - len(suffix)] + suffix
+        number += 1
+    return candidate
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One request's arguments for ``messages.create`` / ``messages.stream``, and the name of the
+    output tool whose call is the answer (tool mode)."""
+
+    params: dict[str, Any]
+    output_tool: str | None
 
 
 class AnthropicProvider(AdapterBase):
-    """:class:`~expert_jobs.ports.provider.Provider` over Anthropic's Messages API.
+    """:class:`~expert_jobs.ports.provider.StreamingProvider` over Anthropic's Messages API.
 
     Pass an ``anthropic.AsyncAnthropic`` ``client`` of your own, or ``api_key`` / ``base_url`` /
     ``http_client`` (an ``httpx2.AsyncClient``, e.g. on a mock transport) to have one created. The
     SDK's own retries are switched off either way: the engine's ``maxRetries`` is the only retry layer.
     ``prompt_caching`` (on by default) sends a top-level ``cache_control`` breakpoint so each step of a
-    job reads the history the previous step wrote to Anthropic's prompt cache.
+    job reads the history the previous step wrote to Anthropic's prompt cache. ``structured_output``
+    (``auto`` by default) says how an output schema is asked for (:data:`StructuredOutputMode`).
     """
 
     name: ClassVar[str] = "anthropic"
@@ -151,8 +279,14 @@ class AnthropicProvider(AdapterBase):
         default_timeout: float = DEFAULT_TIMEOUT,
         default_max_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         prompt_caching: bool = True,
+        structured_output: StructuredOutputMode = "auto",
     ) -> None:
         super().__init__(catalogue=catalogue, default_timeout=default_timeout)
+        if structured_output not in get_args(StructuredOutputMode):
+            raise UsageError(
+                f"structured_output must be one of {', '.join(get_args(StructuredOutputMode))}, "
+                f"not {structured_output!r}"
+            )
         self._owns_client = client is None
         if client is None:
             client = anthropic.AsyncAnthropic(
@@ -163,6 +297,7 @@ class AnthropicProvider(AdapterBase):
         self._client = client
         self._default_max_tokens = default_max_tokens
         self._cache_control: Any = {"type": "ephemeral"} if prompt_caching else anthropic.omit
+        self._structured_output: StructuredOutputMode = structured_output
 
     @property
     def client(self) -> anthropic.AsyncAnthropic:
@@ -174,26 +309,120 @@ class AnthropicProvider(AdapterBase):
         if self._owns_client:
             await self._client.close()
 
+    def should_stream(self, request: GenerationRequest) -> bool:
+        """Whether ``request`` should be streamed even when nobody watches: its ``max_tokens`` is
+        above what the API serves without streaming within ten minutes (the SDK's rule: an hour per
+        128,000 tokens), e.g. thinking with a large budget. The engine asks this before each call."""
+        try:
+            max_tokens, _ = self._limits(request, self.model_info(request.model))
+        except ProviderError:
+            return False  # generate() raises the same error
+        return max_tokens > NON_STREAMING_MAX_TOKENS
+
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """One ``messages.create`` call; every failure (a malformed answer too) is a ProviderError."""
-        info = self.model_info(request.model)
-        max_tokens, thinking = self._limits(request, info)
+        call = self._call(request)
         try:
-            message = await self._client.messages.create(
-                model=request.model,
-                max_tokens=max_tokens,
-                messages=cast(Any, self._messages(request.model, request.messages)),
-                system=request.system or anthropic.omit,
-                tools=cast(Any, self._tools(request.tools)) or anthropic.omit,
-                thinking=cast(Any, thinking) if thinking else anthropic.omit,
-                cache_control=self._cache_control,
-                timeout=self.timeout_for(request),
-            )
+            message = await self._client.messages.create(**call.params)
         except anthropic.APIStatusError as exc:
             raise self._classify(exc) from exc
         except Exception as exc:
             raise unexpected_error(self.name, exc) from exc
-        return parsed(self.name, lambda: self._response(message))
+        return parsed(self.name, lambda: self._response(message, call.output_tool))
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+        """The call :meth:`generate` makes, streamed (``messages.stream``): deltas as the events
+        arrive, then the complete response, mapped from the final message as :meth:`generate` maps
+        its answer.
+
+        ``request.timeout`` bounds each read (an idle timeout), not the whole stream. An ``error``
+        event, a cut connection or a body that ends before ``message_stop`` raises a
+        :class:`ProviderError` (retryable unless the error's type says otherwise); nothing partial is
+        returned. The HTTP response is closed however the iteration ends, cancellation included.
+        """
+        call = self._call(request)
+        reader = _StreamReader(call.output_tool)
+        opened = False
+        try:
+            async with self._client.messages.stream(**call.params) as events:
+                opened = True
+                async for event in events:
+                    for delta in reader.feed(event, events):
+                        yield delta
+                    if reader.final is not None:
+                        break
+                if reader.final is not None:
+                    await _drain(events)
+        except anthropic.APIStatusError as exc:
+            raise self._classify(exc) from exc
+        except Exception as exc:
+            error = unexpected_error(self.name, exc)
+            if opened and not error.retryable and error.kind == "other":
+                # The SDK could not make sense of the events (their order, say): a broken stream.
+                error = invalid_response(self.name, f"{type(exc).__name__}: {exc}")
+            raise error from exc
+        final = reader.final
+        if final is None:
+            raise ProviderError(
+                f"{self.name} stream ended before message_stop: the answer is incomplete",
+                kind="connection",
+                provider=self.name,
+            )
+        yield parsed(self.name, lambda: self._response(final, call.output_tool))
+
+    def _call(self, request: GenerationRequest) -> _Call:
+        """The SDK arguments for ``request`` (the same for a streamed call); raises a ProviderError
+        for what cannot be sent (a thinking budget that cannot fit, a file the model cannot take)."""
+        info = self.model_info(request.model)
+        max_tokens, thinking = self._limits(request, info)
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": max_tokens,
+            "messages": self._messages(request.model, request.messages),
+            "system": request.system or anthropic.omit,
+            "tools": self._tools(request.tools) or anthropic.omit,
+            "thinking": thinking if thinking else anthropic.omit,
+            "cache_control": self._cache_control,
+            "timeout": self.timeout_for(request),
+        }
+        output_tool = None
+        if request.output_schema is not None:
+            thinks = thinking is not None and thinking["type"] == "enabled"
+            output_tool = self._ask_for_output(params, request.model, request.output_schema, thinks)
+        return _Call(params, output_tool)
+
+    def _ask_for_output(
+        self, params: dict[str, Any], model: str, schema: OutputSchema, thinks: bool
+    ) -> str | None:
+        """Add to ``params`` what asks for ``schema`` (see the module docstring); the output tool's
+        name in tool mode, ``None`` in native mode."""
+        mode = self._structured_output
+        if mode == "auto":
+            mode = structured_output_mode(model, schema)
+        strict = _strict_schema(schema.json_schema)
+        if mode == "native" and (strict is not None or self._structured_output == "native"):
+            json_schema = strict if strict is not None else object_schema(schema.json_schema)
+            params["output_config"] = {"format": {"type": "json_schema", "schema": json_schema}}
+            return None
+        tools: list[dict[str, Any]] = params["tools"] if isinstance(params["tools"], list) else []
+        name = _tool_name(schema.name, {tool["name"] for tool in tools})
+        tool: dict[str, Any] = {"name": name, "description": _OUTPUT_TOOL_DESCRIPTION}
+        if strict is not None and schema.strict and _has_structured_outputs(model):
+            tool["input_schema"] = strict
+            tool["strict"] = True
+        else:
+            tool["input_schema"] = object_schema(schema.json_schema)
+        if thinks:
+            # The API refuses a forced tool choice while thinking: ask in words instead.
+            note = f"Give your final answer by calling the {name} tool."
+            system = params["system"] if isinstance(params["system"], str) else ""
+            params["system"] = f"{system}\n\n{note}" if system else note
+        elif tools:
+            params["tool_choice"] = {"type": "any"}
+        else:
+            params["tool_choice"] = {"type": "tool", "name": name}
+        params["tools"] = [*tools, tool]
+        return name
 
     @staticmethod
     def _tools(tools: Sequence[ToolDeclaration]) -> list[dict[str, Any]]:
@@ -266,17 +495,31 @@ class AnthropicProvider(AdapterBase):
             raise unsupported_file(self.name, model, part)
         return {"type": "text", "text": text.text}
 
-    def _response(self, message: anthropic.types.Message) -> GenerationResponse:
+    def _response(self, message: anthropic.types.Message, output_tool: str | None) -> GenerationResponse:
+        """The response for a complete message (``messages.create``'s, or a stream's final one).
+
+        In tool mode the first call of ``output_tool`` is the answer: one ``TextPart`` of its input as
+        JSON in its place, the message's other text left out, and ``stop`` for its ``tool_use``.
+        """
         expect_type(message, anthropic.types.Message, "a message object")
         content = message.content
         if type(content) is not list:
             raise InvalidResponse(f"'content' is {type(content).__name__}, not a list of blocks")
+        answered = output_tool is not None and any(
+            isinstance(block, anthropic.types.ToolUseBlock) and block.name == output_tool for block in content
+        )
+        answer: TextPart | None = None
         parts: list[AssistantPart] = []
         for block in content:
             if isinstance(block, anthropic.types.TextBlock):
-                parts.append(TextPart(block.text))
+                if not answered:
+                    parts.append(TextPart(block.text))
             elif isinstance(block, anthropic.types.ToolUseBlock):
-                parts.append(ToolCall(block.id, block.name, block.input))
+                if block.name != output_tool:
+                    parts.append(ToolCall(block.id, block.name, block.input))
+                elif answer is None:
+                    answer = _answer(block.input)
+                    parts.append(answer)
             elif isinstance(block, anthropic.types.ThinkingBlock):
                 parts.append(ThinkingPart(block.thinking, signature=block.signature, provider=self.name))
             elif isinstance(block, anthropic.types.RedactedThinkingBlock):
@@ -285,11 +528,17 @@ class AnthropicProvider(AdapterBase):
             raise InvalidResponse("the answer has no 'usage'")
         raw = dump_usage(message.usage)
         finish = _FINISH_REASONS.get(message.stop_reason or "", "other")
+        if answered and finish == "tool_calls":
+            finish = "stop"
         return build_response(self.name, parts, finish, anthropic_usage(raw), raw, message.model)
 
     def _classify(self, exc: anthropic.APIStatusError) -> ProviderError:
         """Classify by status, refined by the body's ``error`` object (read from the body itself, so
-        SDK releases without ``api_message``, ``type`` or ``error_code`` attributes work alike)."""
+        SDK releases without ``api_message``, ``type`` or ``error_code`` attributes work alike).
+
+        An ``error`` event inside a stream reaches here with the stream's own status (200): it is
+        classified by its type alone, an unknown type as a retryable ``server`` error.
+        """
         body = exc.body if isinstance(exc.body, Mapping) else {}
         error = body.get("error")
         error = error if isinstance(error, Mapping) else {}
@@ -304,7 +553,84 @@ class AnthropicProvider(AdapterBase):
             kind in ("bad_request", "rate_limit", None) and any(p in lowered for p in _BILLING_PHRASES)
         ):
             kind = "billing"
+        if exc.status_code < 400:
+            label = error_type if isinstance(error_type, str) and error_type else "error"
+            return ProviderError(
+                f"{self.name} stream failed ({label}): {message}",
+                kind=kind or "server",
+                provider=self.name,
+            )
         return error_from_status(self.name, exc.status_code, message, kind=kind, headers=exc.response.headers)
+
+
+class _StreamReader:
+    """Turns the SDK's stream events into deltas, and keeps the final message at ``message_stop``.
+
+    A tool call's delta ``index`` is its position among the response's tool calls (the content block
+    index counts text and thinking blocks too); the output tool's call (tool mode) streams as text.
+    """
+
+    def __init__(self, output_tool: str | None) -> None:
+        self._output_tool = output_tool
+        self._positions: dict[int, int] = {}
+        self._answer_block: int | None = None
+        self.final: anthropic.types.Message | None = None
+
+    def feed(self, event: object, stream: Any) -> list[StreamDelta]:
+        """The deltas ``event`` brings (``stream`` is the SDK stream, whose snapshot holds the usage
+        and the message so far)."""
+        types = anthropic.types
+        if isinstance(event, types.RawContentBlockDeltaEvent):
+            delta = event.delta
+            if isinstance(delta, types.TextDelta):
+                return [TextDelta(delta.text)] if delta.text else []
+            if isinstance(delta, types.ThinkingDelta):
+                return [ThinkingDelta(delta.thinking)] if delta.thinking else []
+            if isinstance(delta, types.InputJSONDelta) and delta.partial_json:
+                if event.index == self._answer_block:
+                    return [TextDelta(delta.partial_json)]
+                position = self._positions.get(event.index)
+                if position is not None:
+                    return [ToolCallArgumentsDelta(position, delta.partial_json)]
+            return []
+        if isinstance(event, types.RawContentBlockStartEvent):
+            block = event.content_block
+            if isinstance(block, types.ToolUseBlock):
+                if block.name == self._output_tool:
+                    if self._answer_block is None:
+                        self._answer_block = event.index
+                    return []
+                position = self._positions[event.index] = len(self._positions)
+                return [ToolCallStartDelta(position, block.id, block.name)]
+            if isinstance(block, types.TextBlock) and block.text:
+                return [TextDelta(block.text)]
+            if isinstance(block, types.ThinkingBlock) and block.thinking:
+                return [ThinkingDelta(block.thinking)]
+            return []
+        if isinstance(event, types.RawMessageStartEvent | types.RawMessageDeltaEvent):
+            snapshot: anthropic.types.Message = stream.current_message_snapshot
+            return [UsageDelta(anthropic_usage(dump_usage(snapshot.usage)))]
+        if isinstance(event, types.RawMessageStopEvent):
+            self.final = stream.current_message_snapshot
+        return []
+
+
+async def _drain(events: AsyncIterator[object]) -> None:
+    """Read what follows ``message_stop`` (normally only the end of the body) within
+    :data:`_DRAIN_SECONDS`; the answer is complete, so a failure here changes nothing."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in events:
+                pass
+    except Exception:  # TimeoutError, or the connection failing after the answer
+        pass
+
+
+def _answer(arguments: object) -> TextPart:
+    """The output tool's input as the answer's JSON text."""
+    if not isinstance(arguments, dict):
+        raise InvalidResponse(f"the output tool's input is {type(arguments).__name__}, not an object")
+    return TextPart(json.dumps(arguments, ensure_ascii=False))
 
 
 def _non_empty(part: TextPart | FilePart) -> bool:

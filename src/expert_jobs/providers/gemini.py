@@ -18,6 +18,20 @@ Mapping, in one pass over the history:
 - ``thinking_config`` from :class:`ReasoningSettings`: a budget for Gemini 2.5 (``0`` disables thinking
   on Flash/Flash-Lite), a thinking level for Gemini 3; thought summaries are asked for.
 - SDK retries are off per request (``HttpRetryOptions(attempts=1)``), the timeout is per request.
+- Structured output (``request.output_schema``): ``response_mime_type="application/json"`` and
+  ``response_json_schema`` (every supported ``google-genai`` release has it). Gemini 2.5 refuses a
+  response schema together with function declarations (HTTP 400 "Function calling with a response
+  mime type: 'application/json' is unsupported"); Gemini 3 takes both. So the schema is sent on a
+  call without tools, or with tools to Gemini 3; otherwise the system instruction asks for the JSON
+  (:data:`SCHEMA_INSTRUCTION`) and the engine checks the answer like any other.
+
+Streaming (:meth:`GeminiProvider.stream`) is ``aio.models.generate_content_stream`` with the same
+request. Text parts become ``TextDelta``, thought parts ``ThinkingDelta``, each function call (Gemini
+sends whole calls) a ``ToolCallStartDelta`` and one ``ToolCallArgumentsDelta`` with its JSON, a
+changed ``usage_metadata`` a ``UsageDelta``. The chunks are accumulated into one
+``GenerateContentResponse`` (consecutive text fragments of one kind joined into one part, carrying
+the signature Gemini sent on any of them, often on a last empty part) that goes through the same
+mapping as :meth:`GeminiProvider.generate`, usage from the last chunk's ``usage_metadata``.
 
 Usage: ``prompt_token_count`` includes ``cached_content_token_count``; ``candidates_token_count``
 EXCLUDES ``thoughts_token_count``. So input = prompt + ``tool_use_prompt_token_count``, cached =
@@ -26,10 +40,22 @@ cached content, output = candidates + thoughts, reasoning = thoughts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import suppress
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
+from expert_jobs.domain.deltas import (
+    StreamDelta,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStartDelta,
+    UsageDelta,
+)
 from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
 from expert_jobs.domain.messages import (
     AssistantMessage,
@@ -44,7 +70,13 @@ from expert_jobs.domain.messages import (
 )
 from expert_jobs.domain.models import ModelInfo
 from expert_jobs.domain.usage import Usage
-from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse
+from expert_jobs.ports.provider import (
+    FinishReason,
+    GenerationRequest,
+    GenerationResponse,
+    OutputSchema,
+    StreamItem,
+)
 from expert_jobs.providers._common import (
     DEFAULT_TIMEOUT,
     EFFORT_BUDGETS,
@@ -73,7 +105,7 @@ except ImportError as exc:  # only without the extra installed, or with an SDK t
     raise sdk_import_error("google-genai", "google", exc) from exc
 check_sdk_version("google-genai", "google")
 
-__all__ = ["RETRY_STATUSES", "SYNTHETIC_ID_PREFIX", "GeminiProvider", "gemini_usage"]
+__all__ = ["RETRY_STATUSES", "SCHEMA_INSTRUCTION", "SYNTHETIC_ID_PREFIX", "GeminiProvider", "gemini_usage"]
 
 SYNTHETIC_ID_PREFIX = "gemini_call_"
 """Prefix of the tool-call ids this adapter makes up when Gemini gives none."""
@@ -86,6 +118,12 @@ _NO_RETRY = types.HttpRetryOptions(attempts=1)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """The HTTP statuses ``google-genai`` itself retries (its ``_RETRY_HTTP_STATUS_CODES``); the engine
 retries the same ones (unless the body says billing or authentication)."""
+
+SCHEMA_INSTRUCTION = (
+    "When you give your final answer (a reply without tool calls), reply with only a JSON value that "
+    "matches this JSON schema ({name}), without prose or code fences:\n{schema}"
+)
+"""Appended to the system instruction when the model cannot take a response schema with tools."""
 
 _FILTERED = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -118,11 +156,60 @@ def _signature_text(value: bytes | None) -> str | None:
     return None if value is None else base64.b64encode(value).decode("ascii")
 
 
+_OPENED_RESPONSES: ContextVar[list[httpx2.Response] | None] = ContextVar(
+    "expert_jobs_gemini_opened_responses", default=None
+)
+"""Where the response hook notes the HTTP responses a stream opens (set only while it reads)."""
+
+
+async def _note_response(response: httpx2.Response) -> None:
+    """``httpx2`` response hook: note the response if a stream is reading (else do nothing)."""
+    opened = _OPENED_RESPONSES.get()
+    if opened is not None:
+        opened.append(response)
+
+
+def _note_stream_responses(client: genai.Client) -> None:
+    """Hook :func:`_note_response` into the ``httpx2`` client the SDK sends with, where it has one.
+
+    ``google-genai`` keeps a stream's HTTP response in a reference cycle: closing its iterator early
+    leaves the connection open (and Gemini generating) until the garbage collector runs. With the
+    response noted, :meth:`GeminiProvider.stream` closes it at once. The SDK's client is reached
+    through a private attribute; without it (another SDK release, aiohttp) streams still work and
+    are released by the collector.
+    """
+    http = getattr(getattr(client, "_api_client", None), "_async_httpx_client", None)
+    if not isinstance(http, httpx2.AsyncClient):
+        return
+    hooks = http.event_hooks
+    responses = hooks.get("response", [])
+    if _note_response not in responses:
+        http.event_hooks = {**hooks, "response": [*responses, _note_response]}
+
+
+async def _close_stream(chunks: object, opened: Sequence[httpx2.Response]) -> None:
+    """Close the SDK's chunk iterator and the HTTP responses the stream opened.
+
+    A failure while closing is dropped: the stream is over and the error that ended it, if any,
+    is the one to report.
+    """
+    close = getattr(chunks, "aclose", None)  # an async generator, typed by the SDK as an iterator
+    with suppress(Exception):
+        if close is not None:
+            await close()
+    for response in opened:
+        with suppress(Exception):
+            await response.aclose()
+
+
 class GeminiProvider(AdapterBase):
-    """:class:`~expert_jobs.ports.provider.Provider` over the Gemini API's ``generate_content``.
+    """:class:`~expert_jobs.ports.provider.Provider` over the Gemini API's ``generate_content``, and
+    :class:`~expert_jobs.ports.provider.StreamingProvider` over ``generate_content_stream``.
 
     Pass a ``google.genai.Client`` of your own, or ``api_key`` / ``base_url`` / ``http_client`` (an
-    ``httpx2.AsyncClient``, e.g. on a mock transport) to have one created.
+    ``httpx2.AsyncClient``, e.g. on a mock transport) to have one created. The adapter adds a
+    response hook to the SDK's ``httpx2`` client (a no-op outside its streams) so that a stream
+    closed early releases its connection at once.
     """
 
     name: ClassVar[str] = "google"
@@ -145,6 +232,7 @@ class GeminiProvider(AdapterBase):
             )
             client = genai.Client(api_key=api_key, http_options=options)
         self._client = client
+        _note_stream_responses(client)
 
     @property
     def client(self) -> genai.Client:
@@ -159,28 +247,95 @@ class GeminiProvider(AdapterBase):
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """One ``aio.models.generate_content`` call; every failure (a malformed answer too) is a
         :class:`ProviderError`."""
-        info = self.model_info(request.model)
-        config = types.GenerateContentConfig(
-            system_instruction=request.system or None,
-            temperature=self.temperature_for(request, info),
-            max_output_tokens=request.max_output_tokens,
-            tools=self._tools(request),
-            thinking_config=self._thinking(request, info),
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            http_options=types.HttpOptions(
-                timeout=round(self.timeout_for(request) * 1000), retry_options=_NO_RETRY
-            ),
-        )
+        config = self._config(request, timeout=self.timeout_for(request))
         contents = self._contents(request.model, request.messages)
         try:
             response = await self._client.aio.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
-        except genai_errors.APIError as exc:
-            raise self._classify(exc) from exc
         except Exception as exc:
-            raise unexpected_error(self.name, exc) from exc
+            raise self._failure(exc) from exc
         return parsed(self.name, lambda: self._response(response, turn=len(request.messages)))
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
+        """The same call as :meth:`generate`, streamed (``aio.models.generate_content_stream``):
+        deltas as the chunks arrive, then the complete response.
+
+        ``request.timeout`` bounds the wait for each chunk (the first one included, so the
+        connection too), not the whole stream: no total deadline is sent to the SDK or the server.
+        An error before or during the stream (an error event, a cut connection, a stream that ends
+        without a finish reason, an idle timeout) raises a :class:`ProviderError`, retryable unless
+        the error says otherwise; nothing partial is returned. The HTTP stream is closed however the
+        iteration ends (finished, failed, cancelled or closed early).
+        """
+        config = self._config(request, timeout=None)
+        contents = self._contents(request.model, request.messages)
+        idle = self.timeout_for(request)
+        state = _StreamState(self, turn=len(request.messages))
+        try:
+            chunks = await self._client.aio.models.generate_content_stream(
+                model=request.model, contents=contents, config=config
+            )
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        opened: list[httpx2.Response] = []
+        try:
+            while True:
+                # Requests sent while reading (the first, and any continuation) are noted in `opened`.
+                noting = _OPENED_RESPONSES.set(opened)
+                try:
+                    async with asyncio.timeout(idle):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise ProviderError(
+                        f"{self.name} stream timed out: no chunk within {idle:g} s",
+                        kind="timeout",
+                        provider=self.name,
+                    ) from exc
+                except Exception as exc:
+                    raise self._failure(exc) from exc
+                finally:
+                    _OPENED_RESPONSES.reset(noting)
+                for delta in state.feed(chunk):
+                    yield delta
+        finally:
+            await _close_stream(chunks, opened)
+        yield state.response()
+
+    def _failure(self, exc: Exception) -> ProviderError:
+        """The :class:`ProviderError` for whatever the SDK raised."""
+        if isinstance(exc, genai_errors.APIError):
+            return self._classify(exc)
+        return unexpected_error(self.name, exc)
+
+    def _config(self, request: GenerationRequest, *, timeout: float | None) -> types.GenerateContentConfig:
+        """The request's config, for :meth:`generate` and :meth:`stream` alike; ``timeout`` (seconds)
+        is the SDK's per-request deadline, ``None`` for none."""
+        info = self.model_info(request.model)
+        tools = self._tools(request)
+        system = request.system
+        mime_type: str | None = None
+        json_schema: dict[str, Any] | None = None
+        if request.output_schema is not None:
+            if tools is None or _takes_schema_with_tools(request.model):
+                mime_type, json_schema = "application/json", dict(request.output_schema.json_schema)
+            else:
+                system = _with_schema_instruction(system, request.output_schema)
+        return types.GenerateContentConfig(
+            system_instruction=system or None,
+            temperature=self.temperature_for(request, info),
+            max_output_tokens=request.max_output_tokens,
+            tools=tools,
+            thinking_config=self._thinking(request, info),
+            response_mime_type=mime_type,
+            response_json_schema=json_schema,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            http_options=types.HttpOptions(
+                timeout=None if timeout is None else round(timeout * 1000), retry_options=_NO_RETRY
+            ),
+        )
 
     @staticmethod
     def _tools(request: GenerationRequest) -> types.ToolListUnion | None:
@@ -307,7 +462,7 @@ class GeminiProvider(AdapterBase):
                 signature = _signature_text(part.thought_signature)
                 if part.function_call is not None:
                     call = part.function_call
-                    call_id = call.id or f"{SYNTHETIC_ID_PREFIX}{turn}_{calls}"
+                    call_id = _call_id(call, turn, calls)
                     calls += 1
                     parts.append(ToolCall(call_id, call.name or "", call.args or {}, signature))
                 elif part.thought:
@@ -364,6 +519,123 @@ class GeminiProvider(AdapterBase):
             should_retry_header=False,
             retry_statuses=RETRY_STATUSES,
         )
+
+
+def _call_id(call: types.FunctionCall, turn: int, index: int) -> str:
+    """The call's id: Gemini's, else the synthetic ``gemini_call_<turn>_<index>``."""
+    return call.id or f"{SYNTHETIC_ID_PREFIX}{turn}_{index}"
+
+
+def _takes_schema_with_tools(model: str) -> bool:
+    """Whether ``model`` accepts a response schema in a call that declares functions (Gemini 3)."""
+    return model.startswith("gemini-3")
+
+
+def _with_schema_instruction(system: str, schema: OutputSchema) -> str:
+    """The system instruction with :data:`SCHEMA_INSTRUCTION` for ``schema`` after it."""
+    text = json.dumps(schema.json_schema, ensure_ascii=False, sort_keys=True)
+    instruction = SCHEMA_INSTRUCTION.format(name=schema.name, schema=text)
+    return f"{system}\n\n{instruction}" if system else instruction
+
+
+class _StreamState:
+    """What a stream has delivered so far: the deltas of each chunk, and the chunks joined into one
+    ``GenerateContentResponse`` for :meth:`GeminiProvider._response`."""
+
+    def __init__(self, provider: GeminiProvider, *, turn: int) -> None:
+        self._provider = provider
+        self._turn = turn
+        self._parts: list[types.Part] = []
+        self._calls = 0
+        self._finish: types.FinishReason | None = None
+        self._usage: types.GenerateContentResponseUsageMetadata | None = None
+        self._reported: Usage | None = None
+        self._feedback: types.GenerateContentResponsePromptFeedback | None = None
+        self._model: str | None = None
+
+    def feed(self, chunk: types.GenerateContentResponse) -> list[StreamDelta]:
+        """Take one chunk in; the deltas it brings. A malformed chunk is ``invalid_response``."""
+        try:
+            return self._feed(chunk)
+        except Exception as exc:
+            raise unexpected_error(self._provider.name, exc) from exc
+
+    def _feed(self, chunk: types.GenerateContentResponse) -> list[StreamDelta]:
+        expect_type(chunk, types.GenerateContentResponse, "a GenerateContentResponse chunk")
+        deltas: list[StreamDelta] = []
+        self._model = chunk.model_version or self._model
+        if chunk.prompt_feedback is not None:
+            self._feedback = chunk.prompt_feedback
+        candidate = chunk.candidates[0] if chunk.candidates else None
+        if candidate is not None:
+            if candidate.finish_reason is not None:
+                self._finish = candidate.finish_reason
+            for part in (candidate.content.parts if candidate.content else None) or ():
+                self._add(part, deltas)
+        if chunk.usage_metadata is not None:
+            self._usage = chunk.usage_metadata
+            usage = gemini_usage(dump_usage(chunk.usage_metadata, mode="json"))
+            if usage != self._reported:
+                self._reported = usage
+                deltas.append(UsageDelta(usage))
+        return deltas
+
+    def _add(self, part: types.Part, deltas: list[StreamDelta]) -> None:
+        call = part.function_call
+        if call is not None:
+            index = self._calls
+            self._calls += 1
+            deltas.append(ToolCallStartDelta(index, _call_id(call, self._turn, index), call.name or ""))
+            deltas.append(ToolCallArgumentsDelta(index, json.dumps(call.args or {}, ensure_ascii=False)))
+            self._parts.append(part)
+            return
+        text = part.text
+        if text is None:
+            self._parts.append(part)  # not text, not a call: kept, and ignored as generate() ignores it
+            return
+        if text:
+            deltas.append(ThinkingDelta(text) if part.thought else TextDelta(text))
+        elif not part.thought_signature:
+            return  # an empty part carrying nothing (Gemini often ends a stream with one)
+        last = self._parts[-1] if self._parts else None
+        if (
+            last is not None
+            and last.function_call is None
+            and last.text is not None
+            and bool(last.thought) == bool(part.thought)
+            and not (last.thought_signature and part.thought_signature)
+        ):
+            self._parts[-1] = types.Part(
+                text=last.text + text,
+                thought=last.thought or part.thought,
+                thought_signature=last.thought_signature or part.thought_signature,
+            )
+        else:
+            self._parts.append(
+                types.Part(text=text, thought=part.thought, thought_signature=part.thought_signature)
+            )
+
+    def response(self) -> GenerationResponse:
+        """The complete response, mapped as :meth:`GeminiProvider.generate` maps one; a stream that
+        ended before its finish reason (and without prompt feedback) was cut: ``connection``."""
+        provider = self._provider
+        if self._finish is None and self._feedback is None:
+            raise ProviderError(
+                f"{provider.name} stream ended before the response was complete (no finish reason)",
+                kind="connection",
+                provider=provider.name,
+            )
+        candidates = None
+        if self._finish is not None or self._parts:
+            content = types.Content(role="model", parts=self._parts) if self._parts else None
+            candidates = [types.Candidate(content=content, finish_reason=self._finish, index=0)]
+        whole = types.GenerateContentResponse(
+            candidates=candidates,
+            usage_metadata=self._usage,
+            prompt_feedback=self._feedback,
+            model_version=self._model,
+        )
+        return parsed(provider.name, lambda: provider._response(whole, turn=self._turn))
 
 
 def _is_daily_quota(violation: Mapping[str, Any]) -> bool:

@@ -16,19 +16,38 @@ Mapping, in one pass over the history:
 - Reasoning models get ``include=["reasoning.encrypted_content"]`` and ``reasoning.effort`` from
   :class:`ReasoningSettings`; their custom temperature is left out (they take only the default).
 - ``max_output_tokens`` only when the request gives one.
+- An output schema becomes ``text.format`` of type ``json_schema``; ``strict`` only when the schema
+  meets strict mode's rules (:func:`strict_schema_ok`), else the schema guides and the engine validates.
 
 Usage: ``input_tokens`` includes ``input_tokens_details.cached_tokens``; ``output_tokens`` includes
 ``output_tokens_details.reasoning_tokens``: both map one to one.
 
+Streaming (:meth:`OpenAIProvider.stream`) reads the same call with ``stream=True``: text, reasoning
+summary and function-call events become deltas, and the terminal event's full response object
+(``response.completed`` / ``response.incomplete``) goes through the same mapping as :meth:`generate`.
+Usage arrives only with that terminal event.
+
 The module also holds what the DeepSeek adapter shares with this one (same SDK): creating the
-client with retries off, and classifying the SDK's errors.
+client with retries off, classifying the SDK's errors (an error event in a stream included) and
+reading a stream so that it is always closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, cast
+import asyncio
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any, ClassVar, Literal, TypeVar
 
+from expert_jobs.domain.deltas import (
+    StreamDelta,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStartDelta,
+    UsageDelta,
+)
 from expert_jobs.domain.errors import ProviderError, ProviderErrorKind
 from expert_jobs.domain.messages import (
     AssistantMessage,
@@ -43,7 +62,14 @@ from expert_jobs.domain.messages import (
 )
 from expert_jobs.domain.models import ModelInfo
 from expert_jobs.domain.usage import Usage
-from expert_jobs.ports.provider import FinishReason, GenerationRequest, GenerationResponse, ReasoningSettings
+from expert_jobs.ports.provider import (
+    FinishReason,
+    GenerationRequest,
+    GenerationResponse,
+    OutputSchema,
+    ReasoningSettings,
+    StreamItem,
+)
 from expert_jobs.providers._common import (
     DEFAULT_TIMEOUT,
     IMAGE_MEDIA_TYPES,
@@ -76,7 +102,17 @@ except ImportError as exc:  # only without the extra installed, or with an SDK t
     raise sdk_import_error("openai", "openai", exc) from exc
 check_sdk_version("openai", "openai")
 
-__all__ = ["OpenAIProvider", "openai_client", "openai_error", "openai_usage"]
+__all__ = [
+    "OpenAIProvider",
+    "openai_client",
+    "openai_error",
+    "openai_usage",
+    "sdk_events",
+    "stream_error",
+    "strict_schema_ok",
+]
+
+_T = TypeVar("_T")
 
 MODELS_WITHOUT_FUNCTION_TOOLS = frozenset({"gpt-5-chat-latest"})
 """Models the API refuses ``tools`` for ("tools is not supported in this model")."""
@@ -99,6 +135,27 @@ _INCOMPLETE_REASONS: Mapping[str, FinishReason] = {
     "max_output_tokens": "length",
     "content_filter": "content_filter",
 }
+
+_STREAM_ERROR_KINDS: Mapping[str, ProviderErrorKind] = {
+    "rate_limit_exceeded": "rate_limit",
+    "too_many_requests": "rate_limit",
+    "rate_limit_error": "rate_limit",
+    "server_is_overloaded": "overloaded",
+    "overloaded_error": "overloaded",
+    "invalid_api_key": "authentication",
+    "authentication_error": "authentication",
+    "model_not_found": "not_found",
+    "invalid_request_error": "bad_request",
+    "context_length_exceeded": "bad_request",
+}
+"""Error codes and types an error event inside a stream may carry (the HTTP status was already 200)."""
+
+_DRAIN_SECONDS = 0.5
+"""How long a stream whose answer is complete may take to reach its end (so that its connection is
+reused); a stream still open then is closed."""
+
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
+_SCHEMA_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def openai_client(
@@ -128,6 +185,9 @@ def openai_error(provider: str, exc: Exception) -> ProviderError:
     did not parse).
     """
     if not isinstance(exc, openai.APIStatusError):
+        if type(exc) is openai.APIError:  # an error event inside a stream: the HTTP status was 200
+            body = exc.body if isinstance(exc.body, Mapping) else {}
+            return stream_error(provider, body.get("code"), body.get("type"), exc.message)
         return unexpected_error(provider, exc)
     body = exc.body if isinstance(exc.body, Mapping) else {}
     message = str(body.get("message") or exc.message)
@@ -140,6 +200,105 @@ def openai_error(provider: str, exc: Exception) -> ProviderError:
     elif "model_not_found" in markers:
         kind = "not_found"
     return error_from_status(provider, exc.status_code, message, kind=kind, headers=exc.response.headers)
+
+
+def stream_error(provider: str, code: object, error_type: object, message: object) -> ProviderError:
+    """Classify an error a stream reported after its ``200``: by its ``code`` or ``type`` where they
+    say more (billing, rate limit, authentication, a bad request), else a retryable ``server`` error
+    (a stream broken off by the provider is worth another attempt)."""
+    markers = {str(code), str(error_type)}
+    kind: ProviderErrorKind = "server"
+    if markers & BILLING_CODES:
+        kind = "billing"
+    else:
+        for marker in (str(code), str(error_type)):
+            if marker in _STREAM_ERROR_KINDS:
+                kind = _STREAM_ERROR_KINDS[marker]
+                break
+    label = next((str(m) for m in (code, error_type) if m), "error")
+    return ProviderError(
+        f"{provider} stream failed ({label}): {message or 'an error occurred during streaming'}",
+        kind=kind,
+        provider=provider,
+    )
+
+
+async def sdk_events(provider: str, stream: openai.AsyncStream[_T]) -> AsyncGenerator[_T, None]:
+    """The events of an ``openai`` SDK stream, as they arrive.
+
+    Whatever reading them raises (a cut connection, an idle timeout, an error event) is a
+    :class:`ProviderError` (:func:`openai_error`). The HTTP response is closed when the iteration
+    ends, fails or is cancelled, and when the generator is closed early: iterate it under
+    ``contextlib.aclosing``.
+    """
+    iterator = stream.__aiter__()
+    try:
+        while True:
+            try:
+                event = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise openai_error(provider, exc) from exc
+            yield event
+    finally:
+        await stream.close()
+
+
+async def _drain(events: AsyncIterator[object]) -> None:
+    """Read what follows a stream's terminal event (normally only the end of the body), within
+    :data:`_DRAIN_SECONDS`, so the connection can be reused; the answer is complete, so a failure
+    here changes nothing."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in events:
+                pass
+    except (TimeoutError, ProviderError):
+        pass
+
+
+def strict_schema_ok(schema: Mapping[str, Any]) -> bool:
+    """Whether OpenAI's strict structured outputs take ``schema`` as it is: every object schema in it
+    (nested ones, array items, ``anyOf`` branches and ``$defs`` included) has ``additionalProperties:
+    false`` and lists all its properties in ``required``."""
+    if not isinstance(schema, Mapping):
+        return True
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(properties, Mapping):
+        if schema.get("additionalProperties") is not False:
+            return False
+        names = set(properties) if isinstance(properties, Mapping) else set()
+        required = schema.get("required") or []
+        if not isinstance(required, list) or names - set(required):
+            return False
+    children: list[Any] = []
+    for key in ("properties", "$defs", "definitions"):
+        value = schema.get(key)
+        if isinstance(value, Mapping):
+            children.extend(value.values())
+    for key in ("items", "additionalProperties", "not"):
+        value = schema.get(key)
+        if isinstance(value, Mapping):
+            children.append(value)
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems", "items"):
+        value = schema.get(key)
+        if isinstance(value, list):
+            children.extend(value)
+    return all(strict_schema_ok(child) for child in children)
+
+
+def _text_format(schema: OutputSchema) -> dict[str, Any]:
+    """The Responses API's ``text`` parameter asking for ``schema`` (a ``json_schema`` format)."""
+    name = _SCHEMA_NAME_CHARACTERS.sub("_", schema.name)[:64] or "answer"
+    body = dict(schema.json_schema)
+    return {
+        "format": {
+            "type": "json_schema",
+            "name": name,
+            "schema": body,
+            "strict": bool(schema.strict) and strict_schema_ok(body),
+        }
+    }
 
 
 def openai_usage(raw: Mapping[str, Any]) -> Usage:
@@ -205,6 +364,50 @@ class OpenAIProvider(AdapterBase):
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """One ``responses.create`` call; every failure (a malformed answer too) is a ProviderError."""
+        params = self._params(request)
+        try:
+            response: rtypes.Response = await self._client.responses.create(**params)
+        except Exception as exc:
+            raise openai_error(self.name, exc) from exc
+        return parsed(self.name, lambda: self._response(response))
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
+        """The same call as :meth:`generate`, streamed: deltas as the events arrive, then a
+        :class:`UsageDelta` and the complete response built from the terminal event's response object.
+
+        ``request.timeout`` bounds each read (an idle timeout), not the whole stream. An error event,
+        a failed response, a cut connection or a stream that ends before its terminal event raises a
+        :class:`ProviderError` (retryable unless the error says otherwise); nothing partial is returned.
+        The HTTP response is closed however the iteration ends.
+        """
+        params = self._params(request)
+        try:
+            events: openai.AsyncStream[rtypes.ResponseStreamEvent] = await self._client.responses.create(
+                **params, stream=True
+            )
+        except Exception as exc:
+            raise openai_error(self.name, exc) from exc
+        state = _StreamState(self.name, self._failed)
+        async with aclosing(sdk_events(self.name, events)) as iterator:
+            async for event in iterator:
+                for delta in state.feed(event):
+                    yield delta
+                if state.final is not None:
+                    await _drain(iterator)
+                    break
+        final = state.final
+        if final is None:
+            raise ProviderError(
+                f"{self.name} stream ended before the response was complete",
+                kind="connection",
+                provider=self.name,
+            )
+        response = parsed(self.name, lambda: self._response(state.completed(final)))
+        yield UsageDelta(response.usage)
+        yield response
+
+    def _params(self, request: GenerationRequest) -> dict[str, Any]:
+        """The arguments of ``responses.create`` for ``request`` (the same for a streamed call)."""
         info = self.model_info(request.model)
         if request.tools and request.model in MODELS_WITHOUT_FUNCTION_TOOLS:
             raise self.error(
@@ -215,32 +418,29 @@ class OpenAIProvider(AdapterBase):
             )
         temperature = self.temperature_for(request, info)
         reasoning = self._reasoning(request, info)
-        try:
-            response = await self._client.responses.create(
-                model=request.model,
-                input=cast(Any, self._input(request.model, request.messages, info.reasons)),
-                instructions=request.system or openai.omit,
-                tools=[
-                    {
-                        "type": "function",
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": object_schema(t.input_schema),
-                        "strict": False,
-                    }
-                    for t in request.tools
-                ]
-                or openai.omit,
-                store=False,
-                include=["reasoning.encrypted_content"] if info.reasons else openai.omit,
-                reasoning=cast(Any, reasoning) if reasoning else openai.omit,
-                temperature=openai.omit if temperature is None else temperature,
-                max_output_tokens=request.max_output_tokens or openai.omit,
-                timeout=self.timeout_for(request),
-            )
-        except Exception as exc:
-            raise openai_error(self.name, exc) from exc
-        return parsed(self.name, lambda: self._response(response))
+        return {
+            "model": request.model,
+            "input": self._input(request.model, request.messages, info.reasons),
+            "instructions": request.system or openai.omit,
+            "tools": [
+                {
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": object_schema(t.input_schema),
+                    "strict": False,
+                }
+                for t in request.tools
+            ]
+            or openai.omit,
+            "store": False,
+            "include": ["reasoning.encrypted_content"] if info.reasons else openai.omit,
+            "reasoning": reasoning or openai.omit,
+            "temperature": openai.omit if temperature is None else temperature,
+            "max_output_tokens": request.max_output_tokens or openai.omit,
+            "text": openai.omit if request.output_schema is None else _text_format(request.output_schema),
+            "timeout": self.timeout_for(request),
+        }
 
     def _reasoning(self, request: GenerationRequest, info: ModelInfo) -> dict[str, str] | None:
         if not info.reasons:
@@ -355,6 +555,86 @@ class OpenAIProvider(AdapterBase):
             provider=self.name,
             usage=openai_usage(raw) if raw else None,
         )
+
+
+class _StreamState:
+    """What a Responses stream has said so far: each function call's index among the response's tool
+    calls, the reasoning summary part being streamed, the finished output items, the terminal
+    event's response."""
+
+    __slots__ = ("_calls", "_done", "_failed", "_provider", "_summary", "final")
+
+    def __init__(self, provider: str, failed: Callable[[rtypes.Response], ProviderError]) -> None:
+        self._provider = provider
+        self._failed = failed
+        self._calls: dict[int, int] = {}
+        self._summary: tuple[int, int] | None = None
+        self._done: dict[int, Any] = {}
+        self.final: rtypes.Response | None = None
+
+    def feed(self, event: Any) -> list[StreamDelta]:
+        """The deltas ``event`` carries (usually one, often none); raises :class:`ProviderError` for
+        an error event, a failed response or an event that makes no sense."""
+        try:
+            return self._deltas(event)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(self._provider, exc) from exc
+
+    def _deltas(self, event: Any) -> list[StreamDelta]:
+        kind = event.type
+        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+            text = _text(event.delta)
+            return [TextDelta(text)] if text else []
+        if kind == "response.reasoning_summary_text.delta":
+            text = _text(event.delta)
+            where = (event.output_index, event.summary_index)
+            if self._summary is not None and self._summary[0] == where[0] and self._summary != where:
+                text = "\n\n" + text  # the summary parts of one item are joined so in the final response
+            self._summary = where
+            return [ThinkingDelta(text)] if text else []
+        if kind == "response.output_item.added":
+            item = event.item
+            if item.type != "function_call":
+                return []
+            index = self._calls[event.output_index] = len(self._calls)
+            return [ToolCallStartDelta(index, _text(item.call_id), _text(item.name))]
+        if kind == "response.function_call_arguments.delta":
+            announced = self._calls.get(event.output_index)
+            if announced is None:
+                raise InvalidResponse(
+                    f"arguments for output item {event.output_index}, not an announced function call"
+                )
+            text = _text(event.delta)
+            return [ToolCallArgumentsDelta(announced, text)] if text else []
+        if kind == "response.output_item.done":
+            self._done[event.output_index] = event.item
+        elif kind in _TERMINAL_EVENTS:
+            self.final = event.response
+        elif kind == "response.failed":
+            raise self._failed(event.response)
+        elif kind == "error":
+            raise stream_error(
+                self._provider, getattr(event, "code", None), None, getattr(event, "message", None)
+            )
+        return []
+
+    def completed(self, response: rtypes.Response) -> rtypes.Response:
+        """The terminal event's ``response``; when it came without output items (some gateways send
+        ``output: []``), the items the stream finished with instead."""
+        if response.output or not self._done:
+            return response
+        return response.model_copy(update={"output": [self._done[i] for i in sorted(self._done)]})
+
+
+def _text(value: object) -> str:
+    """A text field of an event, which must be a string."""
+    if type(value) is not str:
+        raise InvalidResponse(
+            f"expected a string in a stream event, got {type(value).__name__}: {value!r:.200}"
+        )
+    return value
 
 
 def _reasoning_item(part: AssistantPart) -> dict[str, Any] | None:
