@@ -15,8 +15,22 @@ from typing import Any
 from expert_jobs.api.dispatch import DEFAULT_MAX_BODY_BYTES
 from expert_jobs.config import Config
 from expert_jobs.domain.errors import UsageError
+from expert_jobs.ports.provider import Provider
 
-__all__ = ["ServerLimits", "server_limits", "uvicorn_options"]
+__all__ = [
+    "EXAMPLE_APPLICATION",
+    "EXAMPLE_PACE",
+    "ServerLimits",
+    "example_server_config",
+    "server_limits",
+    "uvicorn_options",
+]
+
+EXAMPLE_APPLICATION = "exampleapplication000001"
+"""The application ``serve --example`` makes a key for (the same id at every start, so its earlier
+jobs stay visible with the new key)."""
+EXAMPLE_PACE = 1.0
+"""Seconds each scripted model turn of ``serve --example`` takes, so that its job can be watched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +108,27 @@ def uvicorn_options(limits: ServerLimits, *, host: str, port: int) -> dict[str, 
     if limits.forwarded_allow_ips is not None:
         options["forwarded_allow_ips"] = limits.forwarded_allow_ips
     return options
+
+
+def example_server_config(base: Config, *, pace: float = EXAMPLE_PACE) -> tuple[Config, str, Provider]:
+    """What ``expert-jobs serve --example`` serves: ``base`` (the example's configuration) with
+    :data:`EXAMPLE_APPLICATION` and a new API key for it (returned; only its hash is kept), and its
+    scripted provider paced so that a person can watch the job: each model turn takes about
+    ``pace`` seconds, a third of it before the first token, the rest streaming the answer's text
+    (0: at full speed)."""
+    from expert_jobs.config import ApplicationConfig
+    from expert_jobs.providers.scripted import ScriptedProvider
+    from expert_jobs.service.applications import generate_key, hash_key
+
+    if pace < 0:
+        raise UsageError(f"--pace: must be at least 0 seconds, got {pace}")
+    key = generate_key()
+    application = ApplicationConfig.model_validate({"name": "example", "keyHashes": [hash_key(key)]})
+    config = base.model_copy(update={"applications": {**base.applications, EXAMPLE_APPLICATION: application}})
+    scripts = {
+        expert: [turn.model_copy(update={"delay": max(turn.delay, pace / 3)}).to_turn() for turn in turns]
+        for expert, turns in (base.provider.scripts or {}).items()
+    }
+    # About 16 chunks of text per turn: a sentence streams over two thirds of the pace.
+    provider = ScriptedProvider(scripts, stream_chunk_chars=6, stream_delay=pace * 2 / 3 / 16)
+    return config, key, provider
