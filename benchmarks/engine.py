@@ -14,6 +14,13 @@ Run: ``python benchmarks/engine.py`` (a table) or ``python benchmarks/engine.py 
 ``w1_traced_*``: W1 with OpenTelemetry tracing on (the ``otel`` extra: an SDK tracer provider whose
 spans are made, ended and handed to a processor, then dropped), beside W1 with it off as the
 baseline; skipped when OpenTelemetry is not installed.
+``stream_us_per_delta``: one job whose one generation streams 20,000 text deltas to one delta
+subscriber (``subscribe(fn, deltas=True)``), µs per delta, beside the baseline of a plain loop
+taking the same provider's stream and calling the same subscriber; their difference is the
+engine's overhead per delta (``stream_overhead_us_per_delta``, target <= 3).
+``--against SRC`` (e.g. ``/tmp/bench-main/src``, a clone of main) measures W1 and W2 with no
+subscriber for this tree and for ``SRC`` side by side, alternating runs in child processes
+(``PYTHONPATH``), and prints the medians and their ratio.
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ import asyncio
 import gc
 import inspect
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from expert_jobs import (
@@ -175,6 +186,59 @@ def _has_otel() -> bool:
     return True
 
 
+class DeltaProvider:
+    """A streaming provider that yields ``count`` prebuilt text deltas, then its one response: the
+    provider's own cost per delta is one ``yield``."""
+
+    def __init__(self, count: int) -> None:
+        from expert_jobs.domain.deltas import TextDelta
+        from expert_jobs.domain.messages import TextPart
+        from expert_jobs.ports.provider import GenerationResponse
+
+        self.deltas = [TextDelta("tok ") for _ in range(count)]
+        self.response = GenerationResponse((TextPart("done"),), "stop", USAGE, None, "bench", "bench")
+
+    async def generate(self, request: Any) -> Any:
+        return self.response
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        for delta in self.deltas:
+            yield delta
+        yield self.response
+
+
+STREAM_DELTAS = 20_000
+
+
+def _take(event: Any) -> None:
+    """The one delta subscriber: takes the event and does nothing with it."""
+
+
+async def stream_us_per_delta(deltas: int = STREAM_DELTAS) -> float:
+    """µs per delta of a one-step job streaming ``deltas`` deltas to one delta subscriber (the
+    job's own fixed cost, tens of µs, is spread over them)."""
+    runtime = Runtime(providers=DeltaProvider(deltas), store=MemoryStore())
+    runtime.add_expert("bench", "Benchmark expert.")
+    runtime.events.subscribe(_take, deltas=True)
+    await runtime.run("bench", "warm-up")
+    start = time.perf_counter()
+    job = await runtime.run("bench", "go")
+    elapsed = time.perf_counter() - start
+    assert job.status.value == "completed", job
+    return elapsed / deltas * 1e6
+
+
+async def stream_baseline(deltas: int = STREAM_DELTAS) -> float:
+    """A plain loop over the same provider's stream calling the same subscriber per delta."""
+    provider = DeltaProvider(deltas)
+    response_type = type(provider.response)
+    start = time.perf_counter()
+    async for item in provider.stream(None):
+        if not isinstance(item, response_type):
+            _take(item)
+    return (time.perf_counter() - start) / deltas * 1e6
+
+
 async def w1_baseline(steps: int, sync: bool = False) -> float:
     start = time.perf_counter()
     for _ in range(10):
@@ -302,6 +366,17 @@ def measure(repeats: int, only: str | None = None) -> dict[str, float]:
                 lambda kind=kind: w2(kind=kind),  # type: ignore[misc]
                 lambda sync=sync: w2_baseline(sync=sync),  # type: ignore[misc]
             )
+    if want("stream_us_per_delta"):
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(r):
+            ours.append(_one_run(stream_us_per_delta))
+            theirs.append(_one_run(stream_baseline))
+        results["stream_us_per_delta"] = statistics.median(ours)
+        results["baseline_stream_us_per_delta"] = statistics.median(theirs)
+        results["stream_overhead_us_per_delta"] = statistics.median(
+            a - b for a, b in zip(ours, theirs, strict=True)
+        )
     if want("w3_wall_s"):
         results["w3_wall_s"], results["baseline_w3_wall_s"] = paired(r, w3, w3_baseline)
     if want("w3_kib_per_job"):
@@ -322,9 +397,38 @@ TARGETS = {
     "w2_jobs_per_s": ">= 15000",
     "w2_sync_jobs_per_s": "",
     "w2_inline_jobs_per_s": "",
+    "stream_us_per_delta": "(overhead <= 3)",
     "w3_wall_s": "<= 0.30",
     "w3_kib_per_job": "<= 8",
 }
+
+
+# The figures --against compares (W1 and W2 with no subscriber), and the --only text of each.
+AGAINST = {
+    "w1_us_per_step_n10": "w1_us_per_step",
+    "w1_us_per_step_n100": "w1_us_per_step",
+    "w2_jobs_per_s": "w2_jobs_per_s",
+}
+
+
+def against(other_src: str, repeats: int) -> dict[str, tuple[float, float]]:
+    """The medians of the :data:`AGAINST` figures for this tree and for ``other_src`` (a ``src``
+    folder), their runs alternating in child processes (``PYTHONPATH``)."""
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    runs: dict[str, dict[str, list[float]]] = {"this": {}, "other": {}}
+    for _ in range(repeats):
+        for label, src in (("this", here), ("other", other_src)):
+            for only in sorted(set(AGAINST.values())):
+                env = {**os.environ, "PYTHONPATH": src}
+                command = [sys.executable, __file__, "--json", "--repeats", "1", "--only", only]
+                output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+                for name, value in json.loads(output).items():
+                    if name in AGAINST:
+                        runs[label].setdefault(name, []).append(value)
+    return {
+        name: (statistics.median(runs["this"][name]), statistics.median(runs["other"][name]))
+        for name in AGAINST
+    }
 
 
 def main() -> None:
@@ -334,7 +438,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (the median is reported)")
     parser.add_argument("--only", help="measure only the figures whose name contains this text")
+    parser.add_argument("--against", metavar="SRC", help="compare W1/W2 with the code in SRC (see above)")
     args = parser.parse_args()
+    if args.against:
+        compared = against(args.against, args.repeats)
+        if args.json:
+            print(json.dumps({k: [round(a, 3), round(b, 3)] for k, (a, b) in compared.items()}))
+            return
+        print(f"{'figure':<28}{'this tree':>12}{'against':>12}{'ratio':>8}")
+        for name, (ours, theirs) in compared.items():
+            print(f"{name:<28}{ours:>12.2f}{theirs:>12.2f}{ours / theirs:>8.3f}")
+        return
     results = measure(args.repeats, args.only)
     if args.json:
         print(json.dumps({k: round(v, 3) for k, v in results.items()}))
@@ -343,6 +457,9 @@ def main() -> None:
     for key, target in TARGETS.items():
         if key in results:
             print(f"{key:<28}{results[key]:>14.2f}{results['baseline_' + key]:>12.2f}  {target}")
+    if "stream_overhead_us_per_delta" in results:
+        overhead = results["stream_overhead_us_per_delta"]
+        print(f"{'stream_overhead_us_per_delta':<28}{overhead:>14.2f}{'':>12}  <= 3 (the difference)")
     if "w1_cold_us_per_step_n10" in results:
         cold = results["w1_cold_us_per_step_n10"]
         print(f"{'w1_cold_us_per_step_n10':<28}{cold:>14.2f}{'':>12}  (a new runtime's first job)")

@@ -123,11 +123,11 @@ def test_the_engine_limits_reach_the_settings(load: Load) -> None:
     defaults = build_settings(load(""))
     assert (defaults.tool_timeout, defaults.tool_threads) == (300.0, 32)
     assert (defaults.job_timeout, defaults.max_tool_result_chars) == (None, 100_000)
-    assert defaults.price_final_checkpoint is False
+    assert defaults.price_final_checkpoint is True
 
 
 def test_price_final_checkpoint_reaches_the_settings(load: Load) -> None:
-    assert build_settings(load("[engine]\npriceFinalCheckpoint = true\n")).price_final_checkpoint is True
+    assert build_settings(load("[engine]\npriceFinalCheckpoint = false\n")).price_final_checkpoint is False
     assert build_settings(load("[engine]\npriceFinalCheckpoint = false\n")).price_final_checkpoint is False
 
 

@@ -146,7 +146,7 @@ def test_a_scripted_failure_of_an_unknown_kind_is_refused_when_written() -> None
 
 def test_job_error_kinds_are_the_provider_kinds_plus_the_jobs_own() -> None:
     assert (*PROVIDER_ERROR_KINDS, *JOB_ONLY_ERROR_KINDS) == JOB_ERROR_KINDS
-    assert JOB_ONLY_ERROR_KINDS == ("max_steps", "job_timeout", "usage", "internal")
+    assert JOB_ONLY_ERROR_KINDS == ("max_steps", "job_timeout", "usage", "internal", "invalid_output")
     assert not set(JOB_ONLY_ERROR_KINDS) & set(PROVIDER_ERROR_KINDS)
     with pytest.raises(
         UsageError, match="unknown job error kind 'job_timout' \\(did you mean 'job_timeout'\\?\\)"

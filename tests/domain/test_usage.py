@@ -177,3 +177,58 @@ def test_the_constructor_refuses_bad_counters_naming_the_field(field: str) -> No
     with pytest.raises(ValidationError, match=field):
         Usage(**{field: "many"})
     assert getattr(Usage(**{field: 3.0}), field) == 3  # pydantic's lax rules, as on the wire
+
+
+# ---------------------------------------------------------------------- cache writes (Python only)
+
+
+@given(usages(), st.integers(0, 50))
+def test_cache_writes_are_a_python_only_counter_kept_by_the_stores_form(usage: Usage, writes: int) -> None:
+    written = Usage.of(
+        usage.input_tokens + writes,
+        usage.output_tokens,
+        reasoning=usage.reasoning_tokens,
+        cached=usage.cached_input_tokens,
+        cache_write=writes,
+    )
+    assert written.is_consistent()
+    # Off the wire: the spec's five counters only, and a wire object with it is refused.
+    assert tuple(written.to_wire()) == WIRE
+    assert _Holder(usage=written).model_dump(by_alias=True) == {"usage": written.to_wire()}
+    data = written.to_data()
+    assert data == {**written.to_wire(), **({"cacheWriteTokens": writes} if writes else {})}
+    assert Usage.from_data(data) == written
+    assert pickle.loads(pickle.dumps(written)) == written
+    if writes:
+        assert written != Usage.from_wire(written.to_wire())  # the wire form drops them
+        with pytest.raises(ValidationError, match="extra"):
+            Usage.from_wire(data)
+    # Summed like the others.
+    assert (written + written).cache_write_tokens == 2 * writes
+
+
+def test_data_written_before_cache_writes_reads_as_none_written() -> None:
+    old = {
+        "inputTokens": 10,
+        "outputTokens": 2,
+        "reasoningTokens": 0,
+        "totalTokens": 12,
+        "cachedInputTokens": 3,
+    }
+    assert Usage.from_data(old) == Usage.of(10, 2, cached=3)
+    assert Usage.from_data(old).cache_write_tokens == 0
+    with pytest.raises(ValidationError, match="cacheWriteTokens"):
+        Usage.from_data({**old, "cacheWriteTokens": -1})
+
+
+def test_cache_writes_count_inside_the_input() -> None:
+    usage = Usage(input_tokens=10, cached_input_tokens=6, cache_write_tokens=5, total_tokens=10)
+    assert usage.invariant_violations() == ["cachedInputTokens 6 + cacheWriteTokens 5 > inputTokens 10"]
+    assert not usage.is_consistent()
+    assert Usage.of(10, 0, cached=6, cache_write=4).is_consistent()
+
+
+def test_a_pickle_made_before_cache_writes_still_loads() -> None:
+    from expert_jobs.domain.usage import _of_counters
+
+    assert _of_counters(10, 2, 0, 12, 3) == Usage.of(10, 2, cached=3)

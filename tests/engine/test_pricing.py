@@ -33,6 +33,7 @@ from expert_jobs.domain.errors import JobNotFound
 from expert_jobs.domain.messages import AssistantMessage, TextPart, UserMessage
 from expert_jobs.domain.models import MODELS
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
+from expert_jobs.engine import pricing
 from expert_jobs.engine.pricing import job_cost, price_usage, prices_available
 from expert_jobs.providers.scripted import Reply
 from expert_jobs.stores._rows import checkpoint_json, dumps
@@ -140,15 +141,15 @@ def test_the_served_provider_wins_over_the_catalogues() -> None:
     )
 
 
-def test_the_request_time_is_passed_to_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[datetime | None] = []
-    real = genai_prices.calc_price
+def test_the_request_time_picks_the_tables_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[datetime] = []
+    real = genai_prices.types.ModelInfo.get_prices
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs.get("genai_request_timestamp"))
-        return real(*args, **kwargs)
+    def spy(self: Any, request_timestamp: datetime, *args: Any) -> Any:
+        seen.append(request_timestamp)
+        return real(self, request_timestamp, *args)
 
-    monkeypatch.setattr(genai_prices, "calc_price", spy)
+    monkeypatch.setattr(genai_prices.types.ModelInfo, "get_prices", spy)
     price_usage(Usage.of(1, 1), "gpt-5", at=1_750_000_000.0)
     assert seen == [datetime.fromtimestamp(1_750_000_000.0, UTC)]
 
@@ -324,7 +325,7 @@ def _priced_runtime(store: Any = None, *, on: bool = True) -> Runtime:
     return runtime
 
 
-async def test_the_final_checkpoint_carries_the_jobs_cost_when_asked() -> None:
+async def test_the_final_checkpoint_carries_the_jobs_cost() -> None:
     runtime = _priced_runtime()
     job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
     checkpoints, _ = await runtime.store.list_checkpoints(job.id, take=1_000)
@@ -347,7 +348,7 @@ async def test_the_final_checkpoint_carries_the_jobs_cost_when_asked() -> None:
     await runtime.close()
 
 
-async def test_no_cost_on_the_final_checkpoint_by_default_or_for_an_unknown_model() -> None:
+async def test_no_cost_on_the_final_checkpoint_when_turned_off_or_for_an_unknown_model() -> None:
     runtime = _priced_runtime(on=False)
     job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
     checkpoints, _ = await runtime.store.list_checkpoints(job.id, take=1_000)
@@ -391,18 +392,32 @@ def test_a_checkpoints_cost_round_trips_and_is_absent_from_rows_without_one() ->
 
 
 async def test_a_failure_to_price_the_final_checkpoint_never_fails_the_job(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fire = True
+
     class Flaky(MemoryStore):
         async def list_checkpoints(self, job_id: str, **kwargs: Any) -> Any:
-            raise OSError("disk on fire")
+            if fire:
+                raise OSError("disk on fire")
+            return await super().list_checkpoints(job_id, **kwargs)
 
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("price table on fire")
+
+    # A job run in one go is priced from its usage; a follow-up reads its checkpoints back.
     runtime = _priced_runtime(Flaky())
-    job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
-    assert job.status is JobStatus.COMPLETED
-    final = (await MemoryStore.list_checkpoints(runtime.store, job.id, take=1_000))[0][-1]  # type: ignore[arg-type]
-    assert final.kind == "stop" and final.cost is None
-    assert "could not price its final checkpoint" in caplog.text
+    with monkeypatch.context() as patch:
+        patch.setattr(pricing, "price_usage_sum", broken)
+        job = await runtime.run("main@1.0.0", "q", model="gpt-5-mini")
+    assert job.status is JobStatus.COMPLETED and job.cost is None
+    await runtime.continue_job(job.id, "more")
+    job = await runtime.drive(job.id)
+    assert job.status is JobStatus.COMPLETED and job.cost is None
+    fire = False
+    finals = [c for c in (await runtime.store.list_checkpoints(job.id, take=1_000))[0] if c.kind == "stop"]
+    assert len(finals) == 2 and all(c.cost is None for c in finals)
+    assert caplog.text.count("could not price its final checkpoint") == 2
     await runtime.close()
 
 

@@ -96,6 +96,20 @@ def test_the_last_usage_text_is_reused_only_for_the_same_object() -> None:
     assert usage_json(Usage.of(10, 2)) == usage_json(first)
 
 
+def test_cache_writes_are_in_the_usage_text_only_when_there_are_some() -> None:
+    plain = Usage.of(10, 2, cached=3)
+    # As every version before cache writes wrote it: rows without cache writes did not change.
+    assert usage_json(plain) == (
+        '{"inputTokens":10,"outputTokens":2,"reasoningTokens":0,"totalTokens":12,"cachedInputTokens":3}'
+    )
+    written = Usage.of(10, 2, cached=3, cache_write=4)
+    assert (
+        usage_json(written) == dumps(written.to_data()) == usage_json(plain)[:-1] + ',"cacheWriteTokens":4}'
+    )
+    assert Usage.from_data(json.loads(usage_json(written))) == written
+    assert Usage.from_data(json.loads(usage_json(plain))).cache_write_tokens == 0
+
+
 def test_a_job_row_reads_its_error_and_a_whole_temperature_as_typed_values() -> None:
     job = make_rich_job()
     values = dict(zip(INSERT_COLUMNS, insert_values(job), strict=True))

@@ -15,11 +15,12 @@ POST    ``/{expertJobId}/cancel``            application   cancel a job
 GET     ``/{expertJobId}/checkpoints``       application   page of checkpoints
 GET     ``/{expertJobId}/checkpoints/stream`` application  server-sent events
 GET     ``/{expertJobId}/checkpoints/{id}``  application   one checkpoint
+GET     ``/{expertJobId}/events/stream``     application   server-sent events (live)
 GET     ``/openapi.json``                    none          the OpenAPI document
 ======  ===================================  ============  ==============================
 
 ``HEAD`` is served wherever ``GET`` is, with the same status and headers (a transport sends no
-body; a checkpoint stream is not followed), and a 405's ``Allow`` lists it.
+body; a stream is not followed), and a 405's ``Allow`` lists it.
 
 Checks come in this order: route (404, then 405 with an ``Allow`` header), credentials (401; two
 ``Authorization`` headers are refused, never one picked), then, on the routes with a body: a
@@ -51,6 +52,7 @@ from expert_jobs.domain.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from expert_jobs.domain.events import JobEvent
 from expert_jobs.service.applications import Application, Principal, SystemPrincipal
 from expert_jobs.service.service import ExpertJobsService
 
@@ -91,6 +93,7 @@ MAX_EVENT_ID = 2**63 - 1
 _Key = Literal["application", "system", "none"]
 _JSON_TYPES = ("application/json",)
 _BODY_ROUTES = frozenset({"start", "update_status", "continue", "resume_from"})
+_STREAM_ROUTES = frozenset({"stream", "events_stream"})
 _EVENT_ID = re.compile(r"[0-9]+")
 _MAX_INT_DIGITS = 4_300  # Python's own limit for int(str): past it, int() raises anyway
 # How deep a body nests: its strings (escapes included) dropped, its brackets as steps of +1 / -1.
@@ -326,6 +329,8 @@ def _match(path: str) -> tuple[dict[str, _Route], dict[str, str]] | None:
         if action is None:
             return None
         return {action[0]: _Route(action[1], "application")}, params
+    if len(parts) == 3 and parts[1] == "events" and parts[2] == "stream":
+        return {"GET": _Route("events_stream", "application")}, params
     if len(parts) == 3 and parts[1] == "checkpoints":
         if parts[2] == "stream":
             return {"GET": _Route("stream", "application")}, params
@@ -336,7 +341,7 @@ def _match(path: str) -> tuple[dict[str, _Route], dict[str, str]] | None:
 class Api:
     """The API over an :class:`ExpertJobsService`; :meth:`dispatch` serves one request.
 
-    ``sse_heartbeat``: seconds of silence after which a checkpoint stream sends a keep-alive
+    ``sse_heartbeat``: seconds of silence after which an event stream sends a keep-alive
     comment (proxies close idle connections). ``max_body_bytes``: the largest request body
     accepted (a larger one is a 413, found while reading: no more than that is ever read).
     """
@@ -403,7 +408,7 @@ class Api:
             data: Any = None
             if route.name in _BODY_ROUTES:
                 data = await self._body(lowered, repeated, body)
-            elif route.name == "stream" and "last-event-id" in repeated:
+            elif route.name in _STREAM_ROUTES and "last-event-id" in repeated:
                 raise ValidationFailed("headers.Last-Event-ID: given more than once")
             return await self._serve(route.name, principal, params, lowered, query, data, head)
         except _BodyReadFailed as failed:
@@ -452,6 +457,8 @@ class Api:
             return ApiResponse(200, {"data": {"checkpoint": checkpoint.to_wire()}})
         if name == "stream":
             return await self._stream(principal, job_id, headers, head)
+        if name == "events_stream":
+            return await self._events_stream(principal, job_id, headers, head)
         if name == "get":
             job = await service.get(principal, job_id)
         elif name == "cancel":
@@ -486,6 +493,37 @@ class Api:
                     yield ": keep-alive\n\n"
                 else:
                     yield sse_event(item.to_wire(), id=str(item.seq))
+
+        return ApiResponse(200, None, sse_headers, stream=events())
+
+    async def _events_stream(
+        self, principal: Principal, job_id: str, headers: Mapping[str, str], head: bool
+    ) -> ApiResponse:
+        """A job's live events: ``checkpoint`` events (``id`` their seq, what ``Last-Event-ID``
+        resumes) and, between them, the live ones (``transition``, ``step``, ``toolCall``,
+        ``toolResult``, ``retry``, ``delta``) without an ``id``, so a client's last event id stays
+        the last checkpoint's seq."""
+        last_event_id = headers.get("last-event-id", "")
+        after = _last_event_id(last_event_id) if last_event_id.strip() else None
+        watch = await self.service.watch_events(
+            principal, job_id, after_seq=after, heartbeat=self.sse_heartbeat
+        )
+        sse_headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        if head:  # the job was checked (404...); its events are not followed
+            await _close(watch)
+            return ApiResponse(200, None, sse_headers, stream=_no_events())
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for item in watch:
+                    if item is None:
+                        yield ": keep-alive\n\n"
+                    elif isinstance(item, JobEvent):
+                        yield sse_event(item.to_wire(), event=item.kind)
+                    else:
+                        yield sse_event(item.to_wire(), event="checkpoint", id=str(item.seq))
+            finally:
+                await _close(watch)
 
         return ApiResponse(200, None, sse_headers, stream=events())
 

@@ -405,6 +405,43 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        item + "/events/stream": {
+            "get": {
+                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdEventsStream",
+                "summary": "Stream a job's live events",
+                "description": "Server-sent events, until the job rests (completed, paused for a "
+                "person, failed, exceededMaxSteps, canceled, expired): a `checkpoint` event per "
+                "checkpoint (`id` its `seq`, `data` the checkpoint as JSON), those already written "
+                "first, and between them the live events of a job run by this server's worker: "
+                "`transition`, `step`, `toolCall`, `toolResult`, `retry` and `delta` (a piece of a "
+                "generation as it streams), without an `id`, `data` the event as JSON. A "
+                "`Last-Event-ID` header resumes the checkpoints after that seq; live events are "
+                "never replayed.",
+                "tags": tags,
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    _path_param(),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Resume after this checkpoint seq (0 to 9223372036854775807).",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A stream of checkpoints and live events",
+                        "content": {"text/event-stream": {"schema": _JOB_EVENT}},
+                    },
+                    "401": _UNAUTHORIZED,
+                    "404": _JOB_NOT_FOUND,
+                    "422": _json(
+                        _ref("ValidationFailedError"), "Path parameter or Last-Event-ID validation failed."
+                    ),
+                },
+            }
+        },
         item + "/checkpoints/{checkpointId}": {
             "get": {
                 "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsByCheckpointId",
@@ -421,6 +458,30 @@ def _paths() -> dict[str, Any]:
             }
         },
     }
+
+
+_JOB_EVENT: dict[str, Any] = {
+    "description": "One server-sent event of a job's event stream.",
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": ["checkpoint", "transition", "step", "toolCall", "toolResult", "retry", "delta"],
+        },
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "A checkpoint event's seq (live events have none).",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The checkpoint, or the live event (type, expertJobId, runId, expertKey, "
+            "stepNumber, timestamp, status, fromStatus, trigger, detail), as one line of JSON.",
+        },
+    },
+}
 
 
 def openapi_document() -> dict[str, Any]:

@@ -125,12 +125,15 @@ def build_provider(config: Config) -> Provider | ProviderResolver:
     if settings.provider_name == "scripted":
         from expert_jobs.providers.scripted import ScriptedProvider
 
+        chunk, delay = settings.stream_chunk_chars, settings.stream_delay
         if settings.scripts is not None:
             scripts = {key: [t.to_turn() for t in turns] for key, turns in settings.scripts.items()}
             if settings.script is not None:
                 scripts.setdefault("*", [t.to_turn() for t in settings.script])
-            return ScriptedProvider(scripts)
-        return ScriptedProvider([t.to_turn() for t in settings.script or ()])
+            return ScriptedProvider(scripts, stream_chunk_chars=chunk, stream_delay=delay)
+        return ScriptedProvider(
+            [t.to_turn() for t in settings.script or ()], stream_chunk_chars=chunk, stream_delay=delay
+        )
     if settings.provider_name == "test":
         from expert_jobs.providers.scripted import TestProvider
 

@@ -19,6 +19,7 @@ from expert_jobs.config._turns import TurnConfig
 from expert_jobs.domain.errors import InvalidExpertKey
 from expert_jobs.domain.expert_key import parse_expert_key
 from expert_jobs.domain.experts import ExpertDefinition, ExpertRegistry, InteractiveToolSpec
+from expert_jobs.domain.output import OutputSpec, output_spec
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -192,7 +193,18 @@ def expert_definition(name: str, expert: ExpertConfig, *, tools: tuple[str, ...]
         ),
         delegates=expert.delegates,
         tool_timeout=expert.tool_timeout,
+        output=_output_of(name, expert),
     )
+
+
+def _output_of(name: str, expert: ExpertConfig) -> OutputSpec | None:
+    """The output spec of an expert's ``outputJsonSchema`` (named by its ``title``, else by the
+    expert's name), or ``None``."""
+    schema = expert.output_json_schema
+    if schema is None:
+        return None
+    title = schema.get("title")
+    return output_spec(schema, title if isinstance(title, str) and title else name)
 
 
 def _check(config: Config) -> list[ConfigProblem]:

@@ -30,6 +30,7 @@ from expert_jobs.config._turns import TurnConfig
 from expert_jobs.domain.errors import UnknownModel
 from expert_jobs.domain.ids import ResourceId
 from expert_jobs.domain.models import DEFAULT_MODEL, ModelCatalogue
+from expert_jobs.domain.output import output_spec
 from expert_jobs.domain.wire import MAX_RETRIES_LIMIT, MAX_STEPS_LIMIT
 from expert_jobs.engine.files import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_MAX_TOTAL_BYTES
 from expert_jobs.engine.settings import DEFAULT_APPLICATION_ID, DEFAULT_ORGANIZATION_ID
@@ -243,6 +244,27 @@ class ExpertConfig(ConfigModel):
     )
     min_runtime_version: str | None = Field(None, description="Accepted for perstack.toml; not checked.")
     skills: dict[str, Skill] = Field(default_factory=dict)
+    output_json_schema: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The JSON schema the expert's final answer must match (structured output), as a JSON "
+            "string or as a TOML table; see docs/providers.md."
+        ),
+    )
+
+    @field_validator("output_json_schema", mode="before")
+    @classmethod
+    def _output_schema(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON schema object (a JSON string or a table)")
+        # Checked here, so a schema the engine could not validate answers against never loads.
+        output_spec(value)
+        return value
 
     @field_validator("version")
     @classmethod
@@ -280,7 +302,8 @@ class ProviderConfig(ConfigModel):
     from the application or the environment), one of ``anthropic``/``google``/``openai``/``deepseek``
     (the same routing; ``setting.baseUrl`` applies to that provider), ``scripted`` (offline: plays
     ``script`` / ``scripts`` / ``scriptFile``) or ``test`` (offline: calls every tool once, then
-    answers ``finalText``).
+    answers ``finalText``). ``streamChunkChars`` and ``streamDelay`` shape a scripted provider's
+    stream: characters per text delta, and seconds before each delta (to watch it stream).
     """
 
     provider_name: Literal["auto", "anthropic", "google", "openai", "deepseek", "scripted", "test"] = "auto"
@@ -290,6 +313,8 @@ class ProviderConfig(ConfigModel):
     scripts: dict[str, tuple[TurnConfig, ...]] | None = None
     script_file: Path | None = None
     final_text: str | None = None
+    stream_chunk_chars: int = Field(16, ge=1, le=100_000)
+    stream_delay: float = Field(0.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProviderConfig:
@@ -303,6 +328,8 @@ class ProviderConfig(ConfigModel):
             raise ValueError("give scriptFile or inline script/scripts, not both")
         if self.final_text is not None and name != "test":
             raise ValueError("finalText is for providerName = 'test'")
+        if name != "scripted" and ("stream_chunk_chars" in self.model_fields_set or self.stream_delay):
+            raise ValueError("streamChunkChars and streamDelay are for providerName = 'scripted'")
         if self.setting.base_url is not None and name not in REAL_PROVIDERS:
             raise ValueError(
                 f"setting.baseUrl needs providerName to be one of {', '.join(REAL_PROVIDERS)}; "
@@ -325,7 +352,8 @@ class EngineConfig(ConfigModel):
     An expiry of ``false`` means never; a limit of ``false`` (``toolTimeout``, ``jobTimeout``,
     ``maxToolResultChars``) means none. Durations are finite numbers of seconds; ``0``, a negative
     number or ``true`` where a positive one (or ``false``) is expected is an error naming the key.
-    ``priceFinalCheckpoint`` (``true``/``false``) is ``RuntimeSettings.price_final_checkpoint``.
+    ``priceFinalCheckpoint`` (``true``/``false``, default ``true``) is
+    ``RuntimeSettings.price_final_checkpoint``.
     """
 
     backoff_base: Number = Field(1.0, ge=0)
@@ -341,7 +369,7 @@ class EngineConfig(ConfigModel):
     tool_threads: Whole = Field(32, ge=1)
     job_timeout: float | Literal[False] = False
     max_tool_result_chars: int | Literal[False] = Field(100_000)
-    price_final_checkpoint: StrictBool = False
+    price_final_checkpoint: StrictBool = True
 
     @field_validator("tool_timeout", "job_timeout", "max_tool_result_chars", mode="before")
     @classmethod

@@ -28,3 +28,11 @@ class Usage(BaseModel):
     reasoning_tokens: int = Field(0, ge=0, alias="reasoningTokens")
     total_tokens: int = Field(0, ge=0, alias="totalTokens")
     cached_input_tokens: int = Field(0, ge=0, alias="cachedInputTokens")
+
+
+class UsageData(Usage):
+    """The stores' usage object: the wire's five counters and ``cacheWriteTokens`` (Python only:
+    input tokens written to the provider's prompt cache, a part of ``input_tokens``). Never part of
+    an API schema."""
+
+    cache_write_tokens: int = Field(0, ge=0, alias="cacheWriteTokens")

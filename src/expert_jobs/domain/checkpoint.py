@@ -71,10 +71,13 @@ class Checkpoint(NamedTuple):
     context of the span of the run that wrote the checkpoint, set only on a run's last checkpoint
     (a pause or a stop) and only when the runtime traces (engine/tracing.py): the job's next run,
     in whichever process, links its span to it. Both are kept by the stores but not part of the
-    API's checkpoint object.
+    API's checkpoint object. ``output`` is the validated output of a run whose expert declares an
+    output schema (a JSON value, see :mod:`expert_jobs.domain.output`), set on the checkpoint
+    where the run completes (the job's final one for the root run), else ``None``; the stores keep
+    it and the API shows it (``output``, only when set).
 
     A named tuple rather than a frozen dataclass: the engine builds one at every step, and a tuple
-    is built about eight times faster than a frozen dataclass sets its 26 fields one by one (0.3
+    is built about eight times faster than a frozen dataclass sets its 27 fields one by one (0.3
     against 2.3 µs). Make a changed copy with ``checkpoint._replace(...)``.
     """
 
@@ -104,10 +107,11 @@ class Checkpoint(NamedTuple):
     error: JobError | None = None
     cost: Cost | None = None
     traceparent: str | None = None
+    output: Any = None
 
     def to_data(self) -> dict[str, Any]:
-        """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form). ``cost``
-        and ``traceparent`` are there only when set, so the rows of checkpoints without them are as
+        """JSON-ready data (snake_case; see :meth:`to_wire` for the API's camelCase form). ``cost``,
+        ``traceparent`` and ``output`` are there only when set, so the rows of checkpoints without them are as
         before."""
         data = {
             "id": self.id,
@@ -122,9 +126,9 @@ class Checkpoint(NamedTuple):
             "created_at": self.created_at,
             "new_messages": [message_to_data(m) for m in self.new_messages],
             "message_count": self.message_count,
-            "usage": self.usage.to_wire(),
-            "run_usage": self.run_usage.to_wire(),
-            "step_usage": self.step_usage.to_wire(),
+            "usage": self.usage.to_data(),
+            "run_usage": self.run_usage.to_data(),
+            "step_usage": self.step_usage.to_data(),
             "total_steps": self.total_steps,
             "total_duration_ms": self.total_duration_ms,
             "retry_count": self.retry_count,
@@ -148,6 +152,8 @@ class Checkpoint(NamedTuple):
             data["cost"] = self.cost.to_wire()
         if self.traceparent is not None:
             data["traceparent"] = self.traceparent
+        if self.output is not None:
+            data["output"] = self.output
         return data
 
     @classmethod
@@ -166,9 +172,9 @@ class Checkpoint(NamedTuple):
             created_at=data["created_at"],
             new_messages=tuple(message_from_data(m) for m in data["new_messages"]),
             message_count=data["message_count"],
-            usage=Usage.from_wire(data["usage"]),
-            run_usage=Usage.from_wire(data["run_usage"]),
-            step_usage=Usage.from_wire(data["step_usage"]),
+            usage=Usage.from_data(data["usage"]),
+            run_usage=Usage.from_data(data["run_usage"]),
+            step_usage=Usage.from_data(data["step_usage"]),
             total_steps=data["total_steps"],
             total_duration_ms=data["total_duration_ms"],
             retry_count=data["retry_count"],
@@ -189,13 +195,14 @@ class Checkpoint(NamedTuple):
             error=None if data["error"] is None else JobError.from_data(data["error"]),
             cost=None if data.get("cost") is None else Cost.from_wire(data["cost"]),
             traceparent=data.get("traceparent"),
+            output=data.get("output"),
         )
 
     def to_wire(self) -> dict[str, Any]:
         """The API's checkpoint object: camelCase keys throughout (its messages, tool calls, tool
-        results, delegations and error included); see ``CheckpointWire`` in
-        :mod:`expert_jobs.domain.wire` for its schema."""
-        return {
+        results, delegations and error included), and ``output`` when set; see ``CheckpointWire``
+        in :mod:`expert_jobs.domain.wire` for its schema."""
+        wire: dict[str, Any] = {
             "type": "checkpoint",
             "id": self.id,
             "expertJobId": self.job_id,
@@ -224,3 +231,6 @@ class Checkpoint(NamedTuple):
             ],
             "error": None if self.error is None else self.error.to_data(),
         }
+        if self.output is not None:
+            wire["output"] = self.output
+        return wire

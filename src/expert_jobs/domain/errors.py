@@ -29,7 +29,7 @@ data with :meth:`ExpertJobsError.to_data` so it survives a process hop and a sto
 Why a job failed is not an exception but a value: :class:`JobError` (``job.error``,
 ``checkpoint.error``), whose ``kind`` is a :data:`ProviderErrorKind` (a model call failed for good)
 or one of the engine's own :data:`JOB_ONLY_ERROR_KINDS` (``max_steps``, ``job_timeout``, ``usage``,
-``internal``).
+``internal``, ``invalid_output``).
 """
 
 from __future__ import annotations
@@ -311,13 +311,15 @@ class CannotContinue(UsageError):
         super().__init__(f"job {job_id} ({status}): {reason}")
 
 
-JobOnlyErrorKind = Literal["max_steps", "job_timeout", "usage", "internal"]
+JobOnlyErrorKind = Literal["max_steps", "job_timeout", "usage", "internal", "invalid_output"]
 """The kinds of :class:`JobError` that are not a model call's failure: ``max_steps`` (the job
 reached its ``maxSteps``: status ``exceededMaxSteps``), ``job_timeout`` (its running time passed
 the runtime's ``job_timeout``), ``usage`` (a configuration problem found while running: an unknown
-expert, a file refused, a missing API key of an offline setup...; ``exception`` names it) and
+expert, a file refused, a missing API key of an offline setup...; ``exception`` names it),
 ``internal`` (an unexpected exception: a bug in a tool, a provider adapter or the store;
-``exception`` names it, ``step`` is the step that was running)."""
+``exception`` names it, ``step`` is the step that was running) and ``invalid_output`` (the model
+kept answering something that does not match the expert's output schema: more than
+``maxRetries`` invalid answers in a row)."""
 
 JobErrorKind = Literal[ProviderErrorKind, JobOnlyErrorKind]
 """The kind of a :class:`JobError`: a :data:`ProviderErrorKind` (the job's model call failed for

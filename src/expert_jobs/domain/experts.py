@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from expert_jobs.domain.expert_key import ExpertKey, ExpertKeyStr, parse_expert_key
+from expert_jobs.domain.output import OutputSpec
 
 __all__ = ["ExpertDefinition", "ExpertRegistry", "InteractiveToolSpec"]
 
@@ -70,6 +71,11 @@ class ExpertDefinition(BaseModel):
     other experts, exposed to the model as tools taking ``{query}``. ``tool_timeout`` is the most
     seconds one call of the expert's tools may take when the tool does not set its own timeout
     (``None``: the runtime's ``tool_timeout``; ``math.inf``: no limit).
+
+    ``output`` is the shape of the expert's final answer, if it has one: a type pydantic can
+    validate (a model, ``list[Item]``...) or a JSON schema (a mapping; ``outputJsonSchema`` in a
+    configuration file), held as an :class:`~expert_jobs.domain.output.OutputSpec` (see that
+    module for wrapping and the keywords a JSON schema may use).
     """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
@@ -82,6 +88,7 @@ class ExpertDefinition(BaseModel):
     interactive_tools: tuple[InteractiveToolSpec, ...] = Field((), alias="interactiveTools")
     delegates: tuple[ExpertKeyStr, ...] = ()
     tool_timeout: float | None = Field(None, gt=0, alias="toolTimeout")
+    output: OutputSpec | None = None
 
     @model_validator(mode="after")
     def _distinct_tool_names(self) -> ExpertDefinition:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from expert_jobs.domain.cost import Cost
 from expert_jobs.domain.errors import JobError
 from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.status import JobStatus
@@ -17,6 +18,7 @@ __all__ = [
     "LEASE_FIELDS",
     "RUNTIME_VERSION",
     "STATE_FIELDS",
+    "TRANSIENT_FIELDS",
     "Job",
     "JobQuery",
     "copy_state",
@@ -42,11 +44,24 @@ class Job:
     the milliseconds spent running (queueing and pauses excluded). ``error`` is why the job ended
     ``failed`` or ``exceededMaxSteps`` (a :class:`~expert_jobs.domain.errors.JobError`), else
     ``None``.
+
+    ``output`` is the validated output of a job whose expert declares an output schema, as a JSON
+    value (see :mod:`expert_jobs.domain.output`), set by the runner that completed the job and by
+    ``Runtime.get`` (from the job's final checkpoint, where the output is stored). In memory only
+    (:data:`TRANSIENT_FIELDS`): a store's own ``get`` leaves it ``None``.
+
+    ``cost`` is what the job cost in money when it ended (completed, failed, exceededMaxSteps or
+    canceled): its final checkpoint's cost (a :class:`~expert_jobs.domain.cost.Cost`), set by the
+    runtime on the jobs it hands out (``Runtime.run``, ``drive``, ``get``, ``cancel``...). ``None``
+    while the job has not ended (``Runtime.cost`` prices it so far), when its final checkpoint was
+    not priced (pricing off, the ``prices`` extra missing) and when a model is unknown to the price
+    table (shown as "unknown", never 0). In memory only (:data:`TRANSIENT_FIELDS`), never on the wire.
     """
 
     __slots__ = (
         "application_id",
         "checkpoint_seq",
+        "cost",
         "created_at",
         "current_step",
         "error",
@@ -62,6 +77,7 @@ class Job:
         "max_steps",
         "model",
         "organization_id",
+        "output",
         "query",
         "status",
         "temperature",
@@ -102,6 +118,8 @@ class Job:
         waiting_since: float | None = None,
         last_checkpoint_id: str | None = None,
         checkpoint_seq: int = 0,
+        output: Any = None,
+        cost: Cost | None = None,
     ) -> None:
         self.id = id
         self.organization_id = organization_id
@@ -129,6 +147,8 @@ class Job:
         self.waiting_since = created_at if waiting_since is None else waiting_since
         self.last_checkpoint_id = last_checkpoint_id
         self.checkpoint_seq = checkpoint_seq
+        self.output = output
+        self.cost = cost
 
     def fire(self, trigger: str) -> JobStatus:
         """Move the job through the lifecycle (raises ``IllegalTransition`` and changes nothing)."""
@@ -195,8 +215,14 @@ IDENTITY_FIELDS: tuple[str, ...] = (
 LEASE_FIELDS: tuple[str, ...] = ("lease_owner", "lease_expires_at")
 """The lease: written only by a store's claim, renew and release."""
 
+TRANSIENT_FIELDS: tuple[str, ...] = ("output", "cost")
+"""What a job carries in memory only, never written by a store (the output and the cost are on the
+final checkpoint)."""
+
 STATE_FIELDS: tuple[str, ...] = tuple(
-    name for name in Job.__slots__ if name not in ("id", "version", *IDENTITY_FIELDS, *LEASE_FIELDS)
+    name
+    for name in Job.__slots__
+    if name not in ("id", "version", *IDENTITY_FIELDS, *LEASE_FIELDS, *TRANSIENT_FIELDS)
 )
 """What a store save writes: status, counters, usage, error, waiting time, checkpoint bookkeeping
 and the model settings a continue may change."""

@@ -5,6 +5,12 @@ step, and a plain slotted object is built in a fifth of the time, read without p
 attribute hook, and is one object (not two) for the garbage collector. Pydantic models take it as
 a field all the same (validated from camelCase or snake_case, serialized like a model, the same
 JSON schema named ``Usage``), and :meth:`Usage.from_wire` validates data at the edges.
+
+``cache_write_tokens`` is a sixth counter kept on the Python side only: the prompt tokens written
+to a provider's prompt cache (Anthropic bills them above the input rate), a part of
+``input_tokens`` like the cached ones. The spec's usage object has five fields, so the wire form
+(:meth:`Usage.to_wire`, the pydantic schema) leaves it out; the stores keep it with
+:meth:`Usage.to_data` / :meth:`Usage.from_data`, which read rows written before it existed.
 """
 
 from __future__ import annotations
@@ -16,15 +22,25 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from expert_jobs.domain._usage_fields import Usage as _UsageFields
+from expert_jobs.domain._usage_fields import UsageData as _UsageData
 
 __all__ = ["ZERO_USAGE", "Usage"]
 
-_FIELDS: Final = ("input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cached_input_tokens")
+_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+)
 
 
 class Usage:
     # The meanings are the wire model's docstring (the API schema's description), written once.
     __doc__ = f"""{_UsageFields.__doc__}
+    ``cache_write_tokens`` (Python only, not on the wire) counts the input tokens written to the
+    provider's prompt cache, another part of ``input_tokens``: priced at the cache-write rate.
     Immutable and hashable; equal when every counter is. A counter that is not a non-negative whole
     number is a ``pydantic.ValidationError`` naming the field (pydantic's lax rules: ``3.0`` is 3).
     """
@@ -36,6 +52,7 @@ class Usage:
     reasoning_tokens: int
     total_tokens: int
     cached_input_tokens: int
+    cache_write_tokens: int
 
     def __init__(
         self,
@@ -45,20 +62,34 @@ class Usage:
         reasoning_tokens: int = 0,
         total_tokens: int = 0,
         cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> None:
-        counters = (input_tokens, output_tokens, reasoning_tokens, total_tokens, cached_input_tokens)
+        counters = (
+            input_tokens,
+            output_tokens,
+            reasoning_tokens,
+            total_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+        )
         for value in counters:
             if type(value) is not int or value < 0:
                 # Not a plain non-negative int: let the model say which field and why (or convert
                 # a lax value such as 3.0, as pydantic does).
-                fields = _UsageFields.model_validate(dict(zip(_FIELDS, counters, strict=True)))
+                fields = _UsageData.model_validate(dict(zip(_FIELDS, counters, strict=True)))
                 counters = tuple(getattr(fields, name) for name in _FIELDS)
                 break
         _fill(self, *counters)
 
     @classmethod
     def of(
-        cls, input_tokens: int = 0, output_tokens: int = 0, *, reasoning: int = 0, cached: int = 0
+        cls,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        *,
+        reasoning: int = 0,
+        cached: int = 0,
+        cache_write: int = 0,
     ) -> Usage:
         """A usage whose total is derived: ``Usage.of(100, 20, reasoning=5, cached=40)``."""
         return cls(
@@ -67,16 +98,32 @@ class Usage:
             reasoning_tokens=reasoning,
             total_tokens=input_tokens + output_tokens,
             cached_input_tokens=cached,
+            cache_write_tokens=cache_write,
         )
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Usage:
         """Validate a usage object (camelCase as on the wire, or snake_case; missing counters are
-        0). Raises ``pydantic.ValidationError`` for unknown keys and bad counters."""
+        0). Raises ``pydantic.ValidationError`` for unknown keys (``cacheWriteTokens`` included:
+        it is not a wire field) and bad counters."""
         return _from_fields(_UsageFields.model_validate(data))
 
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Usage:
+        """Read what :meth:`to_data` wrote (also rows written before ``cacheWriteTokens`` existed):
+        :meth:`from_wire`'s rules, plus the optional ``cacheWriteTokens`` counter."""
+        return _from_fields(_UsageData.model_validate(data))
+
+    def to_data(self) -> dict[str, Any]:
+        """The stores' form: :meth:`to_wire`, plus ``cacheWriteTokens`` when it is not 0 (so rows
+        without cache writes are as before)."""
+        data = self.to_wire()
+        if self.cache_write_tokens:
+            data["cacheWriteTokens"] = self.cache_write_tokens
+        return data
+
     def to_wire(self) -> dict[str, Any]:
-        """The camelCase wire object."""
+        """The camelCase wire object: the spec's five counters (never ``cache_write_tokens``)."""
         return {
             "inputTokens": self.input_tokens,
             "outputTokens": self.output_tokens,
@@ -97,16 +144,18 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
             self.total_tokens + other.total_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
         return total
 
-    def _counters(self) -> tuple[int, int, int, int, int]:
+    def _counters(self) -> tuple[int, int, int, int, int, int]:
         return (
             self.input_tokens,
             self.output_tokens,
             self.reasoning_tokens,
             self.total_tokens,
             self.cached_input_tokens,
+            self.cache_write_tokens,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -132,8 +181,12 @@ class Usage:
     def invariant_violations(self) -> list[str]:
         """What breaks the one meaning of usage (empty when consistent)."""
         problems = []
-        if self.cached_input_tokens > self.input_tokens:
-            problems.append(f"cachedInputTokens {self.cached_input_tokens} > inputTokens {self.input_tokens}")
+        writes = self.cache_write_tokens
+        if self.cached_input_tokens + writes > self.input_tokens:
+            counted = f" + cacheWriteTokens {writes}" if writes else ""
+            problems.append(
+                f"cachedInputTokens {self.cached_input_tokens}{counted} > inputTokens {self.input_tokens}"
+            )
         if self.reasoning_tokens > self.output_tokens:
             problems.append(f"reasoningTokens {self.reasoning_tokens} > outputTokens {self.output_tokens}")
         if self.total_tokens != self.input_tokens + self.output_tokens:
@@ -144,9 +197,9 @@ class Usage:
         return problems
 
     def is_consistent(self) -> bool:
-        """Whether cached <= input, reasoning <= output and total == input + output."""
+        """Whether cached + cache writes <= input, reasoning <= output and total == input + output."""
         return (
-            self.cached_input_tokens <= self.input_tokens
+            self.cached_input_tokens + self.cache_write_tokens <= self.input_tokens
             and self.reasoning_tokens <= self.output_tokens
             and self.total_tokens == self.input_tokens + self.output_tokens
         )
@@ -167,26 +220,33 @@ class Usage:
 
 _new = object.__new__
 _SETTERS = tuple(Usage.__dict__[name].__set__ for name in _FIELDS)
-_set_input, _set_output, _set_reasoning, _set_total, _set_cached = _SETTERS
+_set_input, _set_output, _set_reasoning, _set_total, _set_cached, _set_cache_write = _SETTERS
 
 
-def _fill(usage: Usage, input_: int, output: int, reasoning: int, total: int, cached: int) -> None:
+def _fill(
+    usage: Usage, input_: int, output: int, reasoning: int, total: int, cached: int, cache_write: int
+) -> None:
     _set_input(usage, input_)
     _set_output(usage, output)
     _set_reasoning(usage, reasoning)
     _set_total(usage, total)
     _set_cached(usage, cached)
+    _set_cache_write(usage, cache_write)
 
 
-def _of_counters(input_: int, output: int, reasoning: int, total: int, cached: int) -> Usage:
-    """A usage of counters already known to be valid."""
+def _of_counters(
+    input_: int, output: int, reasoning: int, total: int, cached: int, cache_write: int = 0
+) -> Usage:
+    """A usage of counters already known to be valid (``cache_write`` defaults to 0 for pickles
+    made before it existed)."""
     usage = _new(Usage)
-    _fill(usage, input_, output, reasoning, total, cached)
+    _fill(usage, input_, output, reasoning, total, cached, cache_write)
     return usage
 
 
 def _from_fields(fields: _UsageFields) -> Usage:
-    return _of_counters(*(getattr(fields, name) for name in _FIELDS))
+    # A wire model has no cache-write counter: 0.
+    return _of_counters(*(getattr(fields, name, 0) for name in _FIELDS))
 
 
 def _validate(value: Any, validate_data: core_schema.ValidatorFunctionWrapHandler) -> Usage:

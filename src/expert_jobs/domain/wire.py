@@ -530,6 +530,14 @@ class CheckpointWire(BaseModel):
     partial_tool_results: list[ToolResultWire] = Field(alias="partialToolResults")
     delegations: list[DelegationWire]
     error: JobErrorWire | None
+    output: Any = Field(
+        None,
+        description=(
+            "The run's validated output, a JSON value, when its expert declares an output schema: "
+            "on the checkpoint where the run completes (the job's final one for the root run); "
+            "absent otherwise"
+        ),
+    )
 
 
 class CheckpointData(BaseModel):

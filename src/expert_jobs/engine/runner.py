@@ -14,12 +14,12 @@ import logging
 import math
 import random
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
 from expert_jobs.domain.errors import JobError, ProviderError, ProviderErrorKind, StaleJobVersion, UsageError
-from expert_jobs.domain.events import EventKind, JobEvent
+from expert_jobs.domain.events import EventKind, JobEvent, delta_event
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
 from expert_jobs.domain.ids import CheckpointIds, derived_id
 from expert_jobs.domain.job import Job
@@ -32,15 +32,23 @@ from expert_jobs.domain.messages import (
     ToolResultsMessage,
     UserMessage,
 )
+from expert_jobs.domain.output import OutputInvalid, output_json, retry_prompt
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
 from expert_jobs.engine.files import user_message
 from expert_jobs.engine.tools import Toolset, clip_result
-from expert_jobs.ports.provider import GenerationRequest, GenerationResponse, Provider
+from expert_jobs.ports.provider import (
+    GenerationRequest,
+    GenerationResponse,
+    OutputSchema,
+    Provider,
+    StreamingProvider,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from expert_jobs.domain.cost import Cost
     from expert_jobs.engine.events import EventBus
     from expert_jobs.engine.files import Workspace
     from expert_jobs.engine.settings import RuntimeSettings
@@ -192,8 +200,12 @@ class _Run:
         "final_text",
         "id",
         "interactive",
+        "invalid_outputs",
         "is_root",
         "messages",
+        "output",
+        "output_schema",
+        "output_value",
         "parent_call_id",
         "parent_id",
         "partial",
@@ -237,6 +249,14 @@ class _Run:
         self.final_text = ""
         self.error: JobError | None = None
         self.request: GenerationRequest | None = None
+        # Structured output (domain/output.py): the expert's declared shape, what providers are
+        # asked for, the invalid answers given since the last valid one, and the validated output.
+        self.output = output = expert.output
+        self.output_schema = (
+            None if output is None else OutputSchema(output.name, output.json_schema, output.strict)
+        )
+        self.invalid_outputs = 0
+        self.output_value: Any = None
 
 
 class JobRunner:
@@ -249,6 +269,7 @@ class JobRunner:
         "_clock",
         "_elapsed_ms",
         "_events",
+        "_fresh",
         "_in_write",
         "_limit_ms",
         "_lock",
@@ -261,8 +282,10 @@ class JobRunner:
         "_rt",
         "_runs",
         "_settings",
+        "_should_stream",
         "_steps_begun",
         "_store",
+        "_streaming",
         "_threads",
         "_timeout",
         "_timer",
@@ -300,7 +323,12 @@ class JobRunner:
         self._events: list[JobEvent] = []
         self._mark = self._clock.monotonic()
         self._elapsed_ms = float(job.total_duration_ms)
+        # No usage before this runner: the job's cost at its end is its usage's price (_priced).
+        self._fresh = job.usage == ZERO_USAGE
         self._provider: Provider | None = None
+        # The provider when it can stream, and its optional ``should_stream(request)`` hint.
+        self._streaming: StreamingProvider | None = None
+        self._should_stream: Callable[[GenerationRequest], bool] | None = None
         settings = self._settings
         self._timeout = settings.generation_timeout
         self._tool_timeout = settings.tool_timeout
@@ -583,7 +611,10 @@ class JobRunner:
         job = self.job
         if job.status is S.CANCELING:
             raise _Canceled
-        self._provider = self._rt.provider_for(job)
+        provider = self._provider = self._rt.provider_for(job)
+        if callable(getattr(provider, "stream", None)):
+            self._streaming = cast("StreamingProvider", provider)
+            self._should_stream = getattr(provider, "should_stream", None)
         if job.status is S.QUEUED:
             await self._write(None, "start", "start")
 
@@ -621,6 +652,9 @@ class JobRunner:
         run.error = checkpoint.error
         if run.messages and type(run.messages[-1]) is AssistantMessage:
             run.final_text = run.messages[-1].text
+        if checkpoint.output is not None and run.state == "completed":
+            run.output_value = checkpoint.output
+            run.final_text = output_json(checkpoint.output)
 
     def _new_run(
         self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
@@ -659,7 +693,12 @@ class JobRunner:
             run.messages.append(assistant)
             calls = assistant.tool_calls
             if not calls:
-                run.final_text = assistant.text
+                if run.output is None:
+                    run.final_text = assistant.text
+                elif not self._take_output(run, assistant.text):
+                    # Not valid output: the reason went back to the model; not a step.
+                    self._steps_begun -= 1
+                    continue
                 run.state = "completed"
                 if run.is_root:
                     return  # the final checkpoint is written with the "complete" transition
@@ -862,11 +901,13 @@ class JobRunner:
                 self._timeout,
                 run.id,
                 run.expert.key,
+                run.output_schema,
             )
         watchdog = self._rt.watchdog
         timeout = self._timeout
         trace = self._trace
         span = None
+        streamed = False  # whether the attempt in flight streams (its timeout is an idle one)
         while True:
             if self.cancel_requested:
                 raise _Canceled
@@ -874,7 +915,11 @@ class JobRunner:
                 span = trace.generation(run.id, request)
             watchdog.arm(task, timeout)
             try:
-                response = await provider.generate(request)
+                streamed = (self._bus.deltas or self._should_stream is not None) and self._streams(request)
+                if streamed:
+                    response = await self._streamed(run, request, task, timeout)
+                else:
+                    response = await provider.generate(request)
                 if not response.parts:
                     raise ProviderError(
                         "the model returned no output",
@@ -886,7 +931,10 @@ class JobRunner:
                 if not watchdog.fired(task):
                     raise
                 task.uncancel()
-                error = ProviderError(f"generation timed out after {timeout:g} s", kind="timeout")
+                if streamed:
+                    error = ProviderError(f"generation stream idle for {timeout:g} s", kind="timeout")
+                else:
+                    error = ProviderError(f"generation timed out after {timeout:g} s", kind="timeout")
             except ProviderError as exc:
                 error = exc
             except Exception as exc:
@@ -940,6 +988,88 @@ class JobRunner:
                 trace.retry(run.id, run.retry_count, error, delay)
             await self._clock.sleep(delay)
 
+    def _streams(self, request: GenerationRequest) -> bool:
+        """Whether to stream this generation: the provider can, and someone takes the job's
+        deltas or the provider asks for it (``should_stream(request)``: e.g. Anthropic thinking
+        with a large ``max_tokens``, which its API wants streamed)."""
+        if self._streaming is None:
+            return False
+        if self._bus.deltas and self._bus.wants_deltas(self.job.id):
+            return True
+        should = self._should_stream
+        return should is not None and bool(should(request))
+
+    async def _streamed(
+        self, run: _Run, request: GenerationRequest, task: asyncio.Task[Any], idle: float
+    ) -> GenerationResponse:
+        """One generation through the provider's stream. Each chunk re-arms the watchdog (the
+        generation timeout bounds the wait for the next chunk) and each delta goes to the delta
+        listeners; the stream's last item, the complete response, is what is returned (as
+        ``generate``'s would be). The stream is closed however this ends (a cancel, a timeout, a
+        failure mid-way): nothing of a broken stream reaches the run's history."""
+        streaming = self._streaming
+        assert streaming is not None
+        bus = self._bus
+        watchdog = self._watchdog
+        now = self._clock.now
+        job = self.job
+        # The status does not change while the run generates (a cancel ends the stream).
+        job_id, run_id, expert_key, status = job.id, run.id, job.expert_key, job.status
+        step = self._steps_begun + 1
+        stream = streaming.stream(request)
+        response: GenerationResponse | None = None
+        try:
+            async for item in stream:
+                watchdog.arm(task, idle)
+                if isinstance(item, GenerationResponse):
+                    response = item
+                    break
+                if bus.deltas:  # the listeners may all leave mid-stream
+                    bus.publish_delta(delta_event(job_id, run_id, expert_key, step, now(), status, item))
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if response is None:
+            raise ProviderError(
+                "the provider's stream ended without a complete response", kind="invalid_response"
+            )
+        return response
+
+    def _take_output(self, run: _Run, text: str) -> bool:
+        """Check an answer of a run whose expert declares an output schema: valid, keep its output
+        (a delegate hands its parent the output's JSON text) and say so; invalid, send the reason
+        back to the model as a user message and say no. More than ``maxRetries`` invalid answers
+        in a row fail the run (error kind ``invalid_output``)."""
+        spec = run.output
+        assert spec is not None
+        try:
+            value = spec.parse(text)
+        except OutputInvalid as exc:
+            job = self.job
+            run.invalid_outputs += 1
+            count = run.invalid_outputs
+            if count > job.max_retries:
+                raise _RunFailed(
+                    JobError(
+                        "invalid_output",
+                        f"{count} consecutive answers were not valid output, exhausting "
+                        f"maxRetries={job.max_retries}: {exc}",
+                        attempt=count,
+                        job_id=job.id,
+                        step=job.total_steps + 1,
+                    )
+                ) from None
+            run.messages.append(UserMessage.text(retry_prompt(spec, str(exc))))
+            if self._bus.active:
+                error = JobError("invalid_output", str(exc), True, count, job_id=job.id)
+                self._emit(run, "retry", {"attempt": count, "error": error.to_data()})
+            return False
+        run.invalid_outputs = 0
+        run.output_value = value
+        run.final_text = output_json(value)
+        return True
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         settings = self._settings
         delay: float = min(settings.backoff_max, settings.backoff_base * 2.0 ** (attempt - 1))
@@ -952,6 +1082,7 @@ class JobRunner:
 
     async def _finish_root(self, root: _Run, trigger: str, state: RunState) -> None:
         root.state = state
+        self.job.output = root.output_value
         await self._write(root, trigger, "stop", new_step=True, release=True)
 
     async def _stop_job(self, trigger: str, reason: str, error: JobError | None = None) -> None:
@@ -1127,34 +1258,62 @@ class JobRunner:
 
     def _prices(self, checkpoint: Checkpoint) -> bool:
         """Whether ``checkpoint`` is where the job ends (not a pause, not a hand-back to the
-        queue) and ``price_final_checkpoint`` asks for its cost there."""
+        queue), ``price_final_checkpoint`` asks for its cost there and the price table is installed."""
+        from expert_jobs.engine.pricing import prices_available
+
         return (
             checkpoint.kind == "stop"
             and checkpoint.status in _ENDS
             and self._settings.price_final_checkpoint
+            and prices_available()
         )
 
     async def _priced(self, final: Checkpoint) -> Checkpoint:
-        """``final`` with what the job cost (``price_final_checkpoint``): its earlier checkpoints read
-        back from the store and priced with ``final`` (engine/pricing.py), once, at the job's end;
-        no cost when the price table is not installed or a model is unknown to it. The cost is
-        optional: a failure to work it out is logged and never fails the job."""
-        from expert_jobs.engine.pricing import PricesUnavailable, job_cost
+        """``final`` with what the job cost (engine/pricing.py), worked out once, at the job's end,
+        and ``job.cost`` set to it (``None`` for a model unknown to the price table).
 
+        A job this runner ran from its start ran on one model (the job's; every run of a job asks
+        the same one): its cost is the price of its usage, a few µs, unless that much input could
+        have reached a tier of the model's prices. Otherwise (that, or a job that ran before: a
+        follow-up, a resume, a re-claim) its earlier checkpoints are read back and each priced with
+        its step's model. The cost is optional: a failure to work it out is logged and never fails
+        the job."""
+        from expert_jobs.engine.pricing import TierReached, job_cost, price_usage_sum
+
+        job = self.job
         try:
-            earlier: list[Checkpoint] = []
-            while True:
-                page, total = await self._store.list_checkpoints(final.job_id, take=500, skip=len(earlier))
-                earlier.extend(page)
-                if not page or len(earlier) >= total:
-                    break
-            cost = job_cost(self.job, [*earlier, final])
-        except PricesUnavailable:
-            return final
+            cost: Cost | None = None
+            by_step = not self._fresh
+            if not by_step:
+                model, provider = self._served_by()
+                try:
+                    cost = price_usage_sum(job.usage, model, provider=provider, at=final.created_at)
+                except TierReached:
+                    by_step = True
+            if by_step:
+                earlier: list[Checkpoint] = []
+                store = self._store
+                while True:
+                    page, total = await store.list_checkpoints(final.job_id, take=500, skip=len(earlier))
+                    earlier.extend(page)
+                    if not page or len(earlier) >= total:
+                        break
+                cost = job_cost(job, [*earlier, final])
         except Exception:
             _log.warning("job %s: could not price its final checkpoint", final.job_id, exc_info=True)
             return final
+        job.cost = cost
         return final if cost is None else final._replace(cost=cost)
+
+    def _served_by(self) -> tuple[str, str | None]:
+        """The model and provider of the root run's latest answer (what served the job), else the
+        job's model: how :func:`~expert_jobs.engine.pricing.job_cost` names them too."""
+        root = self._root
+        if root is not None:
+            for message in reversed(root.messages):
+                if type(message) is AssistantMessage and message.model is not None:
+                    return message.model, message.provider
+        return self.job.model, None
 
     def _account(self, run: _Run | None, new_step: bool, absorb_all: bool) -> tuple[Iterable[_Run], Usage]:
         """Bring the job's duration, step counters and usage up to now; returns the runs whose
@@ -1194,7 +1353,7 @@ class JobRunner:
         seq = job.checkpoint_seq + 1
         messages = run.messages
         # The fields in Checkpoint's order, as one tuple: what its generated __new__ would build
-        # after binding its 26 arguments (a frame the hot path can do without).
+        # after binding its 27 arguments (a frame the hot path can do without).
         checkpoint = _new_checkpoint(
             Checkpoint,
             (
@@ -1224,6 +1383,7 @@ class JobRunner:
                 run.error,
                 None,  # cost: set on the final checkpoint only, by _write (price_final_checkpoint)
                 None,  # traceparent: set on a run's last checkpoint only, by _write (when tracing)
+                run.output_value,  # output: set once the run's answer was valid output
             ),
         )
         job.checkpoint_seq = seq

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, RunState
 from expert_jobs.domain.cost import Cost
@@ -30,12 +30,14 @@ from expert_jobs.domain.job import Job
 from expert_jobs.domain.lifecycle import allowed_triggers, fire, trigger_for
 from expert_jobs.domain.messages import AssistantMessage, Message, ToolResult, ToolResultsMessage
 from expert_jobs.domain.models import ModelCatalogue
+from expert_jobs.domain.output import JobResult, output_spec, typed_output
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE
 from expert_jobs.domain.wire import MAX_RETRIES_LIMIT, MAX_STEPS_LIMIT
-from expert_jobs.engine.events import EventBus
+from expert_jobs.engine.events import RESTING_STATUSES, EventBus
 from expert_jobs.engine.files import Workspace, user_message
 from expert_jobs.engine.mcp import McpClients, McpServer
+from expert_jobs.engine.pricing import PRICED_STATUSES, job_cost, prices_available
 from expert_jobs.engine.runner import JobRunner, root_run_id
 from expert_jobs.engine.settings import RuntimeSettings
 from expert_jobs.engine.threads import ToolThreads
@@ -47,6 +49,8 @@ from expert_jobs.ports.provider import Provider, ProviderResolver, ToolDeclarati
 from expert_jobs.ports.store import JobStore
 
 __all__ = ["Runtime"]
+
+T = TypeVar("T")
 
 S = JobStatus
 _log = logging.getLogger("expert_jobs.runtime")
@@ -148,6 +152,7 @@ class Runtime:
         tags: Sequence[str] = (),
         tool_timeout: float | None = None,
         mcp_servers: Sequence[McpServer] = (),
+        output: Any = None,
     ) -> ExpertDefinition:
         """Register an expert. Tools given as functions or :class:`Tool` are registered too.
 
@@ -158,6 +163,11 @@ class Runtime:
         :class:`~expert_jobs.engine.mcp.McpHttpServer`; the ``mcp`` extra) add the tools of MCP
         servers: connected at the first job of the expert, shared by every run of this runtime,
         stopped by :meth:`close`.
+
+        ``output`` declares the shape of the expert's final answer: a type pydantic can validate
+        (a model, ``list[Item]``...) or a JSON schema mapping (see
+        :mod:`expert_jobs.domain.output`). Its jobs' answers are then validated (an invalid one is
+        sent back to the model, within ``maxRetries``) and the output is ``job.output``.
         """
         for server in mcp_servers:
             if not isinstance(server, McpServer):
@@ -182,6 +192,7 @@ class Runtime:
                 ),
                 delegates=tuple(delegates),
                 tool_timeout=tool_timeout,
+                output=output,
             )
         self.experts.add(expert)
         if mcp_servers:
@@ -354,12 +365,90 @@ class Runtime:
         self._wake()
         return job
 
+    @overload
     async def run(
-        self, expert_key: str, query: str | None = None, files: Sequence[str] = (), **options: Any
-    ) -> Job:
-        """Submit a job and run it here until it completes, pauses, fails or stops."""
+        self,
+        expert_key: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        output: None = None,
+        **options: Any,
+    ) -> Job: ...
+
+    @overload
+    async def run(
+        self,
+        expert_key: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        output: type[T],
+        **options: Any,
+    ) -> JobResult[T]: ...
+
+    async def run(
+        self,
+        expert_key: str,
+        query: str | None = None,
+        files: Sequence[str] = (),
+        *,
+        output: Any = None,
+        **options: Any,
+    ) -> Job | JobResult[Any]:
+        """Submit a job and run it here until it completes, pauses, fails or stops; returns the job.
+
+        With ``output=T`` (the expert must declare an output schema, and when declared with a
+        Python type, one with T's schema), returns a :class:`~expert_jobs.domain.output.JobResult`
+        instead: the job and its output read as a ``T`` (``None`` unless the job completed).
+        """
+        if output is not None:
+            self._check_output_type(self.resolve_expert(expert_key), output)
         job = await self.submit(expert_key, query, files, **options)
-        return await self.drive(job.id)
+        done = await self.drive(job.id)
+        if output is None:
+            return done
+        return JobResult(done, self._typed(done, output))
+
+    async def result(self, job_id: str, output: type[T] | None = None) -> JobResult[T]:
+        """The job and its output, from any process: the output its final checkpoint holds (also
+        set as ``job.output``), read as ``output`` when given (else the JSON value);
+        ``None`` unless the job completed with an output. :class:`JobNotFound` for an unknown job."""
+        job = await self.get(job_id)  # its output read from its final checkpoint
+        typed = job.output if output is None else self._typed(job, output)
+        return JobResult(job, typed)
+
+    @staticmethod
+    def _check_output_type(expert: ExpertDefinition, output: Any) -> None:
+        """Refuse ``run(..., output=T)`` for an expert without an output schema, or declared with
+        a Python type of another schema than T's."""
+        declared = expert.output
+        if declared is None:
+            raise UsageError(
+                f"expert {expert.key!r} declares no output schema: give it one (add_expert(..., "
+                "output=...), outputJsonSchema in a configuration file) to run it with output="
+            )
+        if declared.python_type is not None and declared.python_type != output:
+            try:
+                asked = output_spec(output)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            if asked is None or asked.json_schema != declared.json_schema:
+                raise UsageError(
+                    f"expert {expert.key!r} declares the output {declared.python_type!r}, whose schema "
+                    f"differs from that of output={output!r}"
+                )
+
+    @staticmethod
+    def _typed(job: Job, output: type[T]) -> T | None:
+        """``job.output`` read as ``output`` (``None`` when there is none); :class:`UsageError`
+        when it does not read as one."""
+        if job.output is None:
+            return None
+        try:
+            return typed_output(job.output, output)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise UsageError(f"job {job.id}: its output does not read as {output!r}: {exc}") from None
 
     async def drive(self, job_id: str, *, worker_id: str = "inline") -> Job:
         """Run the queued job ``job_id`` here (claiming it) until it stops or pauses."""
@@ -411,27 +500,69 @@ class Runtime:
             runner.request_cancel()
 
     async def get(self, job_id: str) -> Job:
-        """The job, or :class:`JobNotFound`."""
+        """The job, or :class:`JobNotFound`. A job that has ended carries what it cost
+        (``job.cost``: its final checkpoint's, one more read; ``None`` while it has not ended) and
+        its output (``job.output``: its final checkpoint's, when its expert declares an output
+        schema and it completed)."""
         job = await self.store.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
+        if job.status in PRICED_STATUSES and job.last_checkpoint_id is not None:
+            final = await self.store.get_checkpoint(job_id, job.last_checkpoint_id)
+            job.cost = None if final is None else final.cost
+            job.output = None if final is None else final.output
         return job
+
+    async def stream(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Follow one job run in this process: its events as they happen, the delta events of its
+        generations included (every run's: ``event.run_id`` tells the root run from a delegate's);
+        ends after the job's transition into a resting status (completed, paused for a person,
+        exceededMaxSteps, failed, canceled, expired), or at once if it rests already::
+
+            job = await runtime.submit("main@1.0.0", "Hello")
+            driving = asyncio.create_task(runtime.drive(job.id))
+            async for event in runtime.stream(job.id):
+                if event.delta is not None and event.delta.kind == "text":
+                    print(event.delta.text, end="", flush=True)
+
+        While the stream is open the job's generations stream (when its provider can: see
+        docs/providers.md). A ``retry`` event voids the deltas of the failed attempt. Events are
+        this process's: a job run by a worker elsewhere yields nothing (the API's
+        ``events/stream`` route also reads the store). :class:`JobNotFound` for an unknown job.
+        """
+        events = self.events
+        queue = events.open_stream(job_id, deltas=True)
+        try:
+            job = await self.get(job_id)
+            if job.status in RESTING_STATUSES:
+                return
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == "transition" and event.status in RESTING_STATUSES:
+                    return
+        finally:
+            events.close_stream(job_id, queue)
 
     async def cost(self, job_id: str) -> Cost | None:
         """What the job has cost so far, priced from its checkpoints (each step with the model it
         ran on; see :func:`expert_jobs.engine.pricing.job_cost`), or ``None`` when a model is
         unknown to the price table. :class:`JobNotFound` for an unknown job; the ``prices`` extra
         is needed (:class:`~expert_jobs.engine.pricing.PricesUnavailable` without it)."""
-        from expert_jobs.engine.pricing import job_cost
+        job = await self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return await self._job_cost(job)
 
-        job = await self.get(job_id)
+    async def _job_cost(self, job: Job, *later: Checkpoint) -> Cost | None:
+        """``job``'s cost from its stored checkpoints and the ``later`` ones not stored yet."""
         checkpoints: list[Checkpoint] = []
         while True:
-            page, total = await self.store.list_checkpoints(job_id, take=500, skip=len(checkpoints))
+            page, total = await self.store.list_checkpoints(job.id, take=500, skip=len(checkpoints))
             checkpoints.extend(page)
             if not page or len(checkpoints) >= total:
                 break
-        return job_cost(job, checkpoints)
+        return job_cost(job, [*checkpoints, *later])
 
     async def continue_job(
         self,
@@ -763,8 +894,20 @@ class Runtime:
             # The cost belongs to the final checkpoint it was worked out for; the last run's trace
             # context goes on, for the job's next run to link to (engine/tracing.py).
             cost=None,
+            output=None,  # the output belongs to the checkpoint where its run completed
             **fields,
         )
+        detail: dict[str, Any] = {"checkpointId": checkpoint.id, "kind": kind}
+        job.cost = None
+        if kind == "stop" and job.status in PRICED_STATUSES and self._prices_final():
+            # A job ended without a runner (canceled while queued or paused, expired): priced here.
+            try:
+                job.cost = await self._job_cost(job, checkpoint)
+            except Exception:
+                _log.warning("job %s: could not price its final checkpoint", job.id, exc_info=True)
+            else:
+                checkpoint = checkpoint._replace(cost=job.cost)
+                detail["cost"] = None if job.cost is None else job.cost.to_wire()
         job.checkpoint_seq = seq
         job.last_checkpoint_id = checkpoint.id
         await self.store.save(job, expected_version=expected, checkpoint=checkpoint)
@@ -780,11 +923,15 @@ class Runtime:
                     job.current_step,
                     job.updated_at,
                     job.status,
-                    detail={"checkpointId": checkpoint.id, "kind": kind},
+                    detail=detail,
                 )
             )
             if trigger is not None:
                 self._publish_transition(job, before, trigger)
+
+    def _prices_final(self) -> bool:
+        """Whether a job's final checkpoint carries its cost (the setting, and the price table)."""
+        return self.settings.price_final_checkpoint and prices_available()
 
     def _publish_transition(
         self, job: Job, before: JobStatus, trigger: str, *, after: JobStatus | None = None

@@ -24,7 +24,8 @@ class RuntimeSettings:
     - ``default_model`` / ``default_max_steps`` / ``default_max_retries`` / ``default_temperature``:
       what a job gets when it does not say (``claude-sonnet-4-5``, 100, 5, 0.0).
     - ``generation_timeout``: seconds one model call may take before it counts as a retryable
-      failure (300).
+      failure (300). When the call streams (someone listens for deltas, or the provider asks for
+      it), it is an idle timeout instead: the seconds allowed between two chunks of the stream.
     - ``backoff_base`` / ``backoff_max``: exponential backoff between failed attempts
       (``base * 2**(n-1)``, capped, times a jitter in [0.5, 1]); a provider's ``Retry-After`` wins
       when longer, up to ``retry_after_max``.
@@ -52,9 +53,12 @@ class RuntimeSettings:
       (a Python tool's, a delegate's answer, a person's answer to an interactive tool) is cut to
       this length and ends with a marker saying how much was cut. ``None``: no limit.
     - ``price_final_checkpoint``: put what the job cost in money on its final checkpoint
-      (``Checkpoint.cost``; the ``prices`` extra, see docs/providers.md "Cost in money"). Off by
-      default: when on, a job's last write reads its checkpoints back and prices them, once per
-      job end (never per step). ``Runtime.cost`` prices any job at any time either way.
+      (``Checkpoint.cost``), its ``checkpoint`` event and the job the runtime hands back
+      (``Job.cost``), see docs/providers.md "Cost in money". On by default, and a no-op without
+      the ``prices`` extra: priced once per job end (never per step), in a few µs for a job run in
+      one go (its usage's price); a job that ran before (a follow-up, a resume) or whose input may
+      have reached a price tier has its checkpoints read back and priced. ``False`` turns it off;
+      ``Runtime.cost`` prices any job at any time either way.
     """
 
     default_model: str = DEFAULT_MODEL
@@ -76,7 +80,7 @@ class RuntimeSettings:
     tool_threads: int = 32
     job_timeout: float | None = None
     max_tool_result_chars: int | None = 100_000
-    price_final_checkpoint: bool = False
+    price_final_checkpoint: bool = True
 
     def __post_init__(self) -> None:
         for name in ("tool_timeout", "job_timeout"):

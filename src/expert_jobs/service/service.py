@@ -53,9 +53,11 @@ from expert_jobs.domain.errors import (
     UnknownModel,
     ValidationFailed,
 )
+from expert_jobs.domain.events import JobEvent
 from expert_jobs.domain.ids import is_id
 from expert_jobs.domain.job import Job, JobQuery
 from expert_jobs.domain.lifecycle import allowed_triggers, can_trigger
+from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.wire import (
     ContinueJobRequest,
     ListJobsQuery,
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from expert_jobs.engine.worker import Worker
 
 __all__ = [
+    "BROWSE_DEPTH",
     "PROVIDER_KEY_NOT_FOUND",
     "QUERY_OR_FILES_REQUIRED",
     "CheckpointPage",
@@ -91,6 +94,8 @@ PROVIDER_KEY_NOT_FOUND = "Provider API key not found"
 """The 400 reason when no API key is configured for the provider of the job's model."""
 
 _STATUS_RETRIES = 50
+BROWSE_DEPTH = 1_000
+"""How deep :meth:`ExpertJobsService.browse` lists the jobs of all applications merged."""
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -455,6 +460,73 @@ class ExpertJobsService:
                 await asyncio.sleep(0)
         raise Conflict(f"job {job_id}: the status kept changing under {_STATUS_RETRIES} attempts; try again")
 
+    # ------------------------------------------------------------------ the dashboard's reads
+
+    async def browse(
+        self,
+        principal: Principal,
+        *,
+        statuses: frozenset[JobStatus] | None = None,
+        expert: str | None = None,
+        application_id: str | None = None,
+        take: int = 25,
+        skip: int = 0,
+    ) -> JobPage:
+        """A page of the jobs the principal may see, newest first (the web dashboard's list): an
+        application's own jobs (``application_id``, if given, must be its own: else 401); for the
+        system principal, the jobs of ``application_id`` or of every application of the key ring,
+        merged. ``statuses`` keeps jobs in those statuses, ``expert`` jobs whose expert key contains
+        it (ignoring case). ``take`` 1..100; the merged view reaches :data:`BROWSE_DEPTH` jobs deep."""
+        if not 1 <= take <= 100 or skip < 0:
+            raise ValidationFailed(f"query: take must be 1..100 and skip >= 0, got take={take} skip={skip}")
+        if isinstance(principal, SystemPrincipal):
+            wanted = [application_id] if application_id else sorted(self.keyring.applications)
+        else:
+            if application_id not in (None, principal.id):
+                raise Unauthorized()
+            wanted = [principal.id]
+        if len(wanted) == 1:
+            found, total = await self.runtime.store.list(
+                JobQuery(wanted[0], filter=expert or None, take=take, skip=skip, statuses=statuses)
+            )
+            return JobPage(found, total, take, skip)
+        if skip + take > BROWSE_DEPTH:
+            raise ValidationFailed(
+                f"query.skip: the jobs of all applications are listed {BROWSE_DEPTH} deep; "
+                "choose an application to page further"
+            )
+        merged: list[Job] = []
+        total = 0
+        for each in wanted:  # each application's newest skip+take, then one merge
+            jobs: list[Job] = []
+            while True:
+                page, count = await self.runtime.store.list(
+                    JobQuery(each, filter=expert or None, take=100, skip=len(jobs), statuses=statuses)
+                )
+                jobs.extend(page)
+                if len(page) < 100 or len(jobs) >= skip + take:
+                    break
+            total += count
+            merged.extend(jobs[: skip + take])
+        merged.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return JobPage(merged[skip : skip + take], total, take, skip)
+
+    async def viewer(self, principal: Principal, job_id: str) -> Application:
+        """The application to read the job ``job_id`` as (for read-only views such as the web
+        dashboard): the principal's own application (404 for a job of another one, or none), or,
+        for the system principal, which may read every job, the job's application."""
+        if not isinstance(principal, SystemPrincipal):
+            await self._owned_job(principal, job_id)
+            return self._application(principal)
+        _check_id(job_id, "expertJobId")
+        job = await self.runtime.store.get(job_id)
+        if job is None:
+            raise NotFound(f"Expert job not found: {job_id}")
+        known = self.keyring.application(job.application_id)
+        if known is not None and known.organization_id == job.organization_id:
+            return known
+        return Application(job.application_id, job.organization_id)
+
     async def get_checkpoint(self, principal: Principal, job_id: str, checkpoint_id: str) -> Checkpoint:
         """One checkpoint of the job (404 if the job or the checkpoint is unknown)."""
         await self._owned_job(principal, job_id)
@@ -544,5 +616,87 @@ class ExpertJobsService:
                 while not queue.empty():
                     queue.get_nowait()
                 idle += asyncio.get_running_loop().time() - started
+        finally:
+            runtime.events.close_stream(job_id, queue)
+
+    async def watch_events(
+        self,
+        principal: Principal,
+        job_id: str,
+        *,
+        after_seq: int | None = None,
+        heartbeat: float | None = None,
+    ) -> AsyncIterator[Checkpoint | JobEvent | None]:
+        """A job's live events, for a transport (the API's ``events/stream``): the checkpoints
+        already written (after ``after_seq``) first; then, until the job rests, each new checkpoint
+        (read from the store, in ``seq`` order) and, between them, the engine's other events as
+        they happen in this process: transitions, steps, tool calls and results, retries and the
+        deltas of streaming generations (the job's generations stream while this is open).
+        ``None`` whenever ``heartbeat`` seconds pass with nothing sent.
+
+        Checkpoints are what a reconnection resumes (``after_seq``); the other events are live
+        only. A job run by a worker in another process publishes no events here: its checkpoints
+        are still found, by polling the store every ``stream_poll_interval`` seconds. The job is
+        checked (404, 422) at once."""
+        await self._owned_job(principal, job_id)
+        return self._watch_events(job_id, after_seq, heartbeat)
+
+    async def _watch_events(
+        self, job_id: str, after_seq: int | None, heartbeat: float | None
+    ) -> AsyncIterator[Checkpoint | JobEvent | None]:
+        runtime = self.runtime
+        store = runtime.store
+        loop = asyncio.get_running_loop()
+        queue = runtime.events.open_stream(job_id, deltas=True)
+        last = -1 if after_seq is None else after_seq
+        quiet_since = loop.time()
+        try:
+            while True:
+                # The store is the truth for what was persisted: the job first, then its
+                # checkpoints (a resting status is saved with the checkpoints leading to it).
+                job = await store.get(job_id)
+                while True:
+                    found, _ = await store.list_checkpoints(job_id, take=100, after_seq=last)
+                    for checkpoint in found:
+                        last = checkpoint.seq
+                        yield checkpoint
+                    if found:
+                        quiet_since = loop.time()
+                    if len(found) < 100:
+                        break
+                if job is None or job.status in RESTING_STATUSES:
+                    # The events published with the last checkpoint (its transition) go too.
+                    while not queue.empty():
+                        event = queue.get_nowait()
+                        if event.kind != "checkpoint":
+                            yield event
+                    return
+                # Live events until the next checkpoint is written (or it is time to poll).
+                poll_at = loop.time() + self.stream_poll_interval
+                while True:
+                    if queue.empty():
+                        now = loop.time()
+                        wait = poll_at - now
+                        if heartbeat is not None:
+                            beat = quiet_since + heartbeat - now
+                            if beat <= 0:
+                                quiet_since = now
+                                yield None
+                                continue
+                            wait = min(wait, beat)
+                        if wait <= 0:
+                            break
+                        try:
+                            event = await asyncio.wait_for(queue.get(), timeout=wait)
+                        except TimeoutError:
+                            continue
+                    else:
+                        event = queue.get_nowait()
+                    if event.kind == "checkpoint":
+                        break  # sent from the store, with any written before it
+                    quiet_since = loop.time()
+                    yield event
+                    if event.kind == "transition" and event.status in RESTING_STATUSES:
+                        break
         finally:
             runtime.events.close_stream(job_id, queue)

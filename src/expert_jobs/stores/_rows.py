@@ -154,7 +154,8 @@ def identity_values(job: Job) -> list[Any]:
 
 
 def usage_json(usage: Usage) -> str:
-    """``usage.to_wire()`` as compact JSON, formatted directly (its five fields are ints).
+    """``usage.to_data()`` as compact JSON, formatted directly (its fields are ints): the wire's
+    five counters, and ``cacheWriteTokens`` only when there were cache writes (rows as before).
 
     The text of the last usage encoded is kept with it: a save writes the job's usage in its row
     and again in its checkpoint (one object), so the second is a lookup.
@@ -163,10 +164,12 @@ def usage_json(usage: Usage) -> str:
     last = _last_usage
     if usage is last[0]:
         return last[1]
+    writes = usage.cache_write_tokens
     text = (
         f'{{"inputTokens":{usage.input_tokens:d},"outputTokens":{usage.output_tokens:d},'
         f'"reasoningTokens":{usage.reasoning_tokens:d},"totalTokens":{usage.total_tokens:d},'
-        f'"cachedInputTokens":{usage.cached_input_tokens:d}}}'
+        f'"cachedInputTokens":{usage.cached_input_tokens:d}'
+        + (f',"cacheWriteTokens":{writes:d}}}' if writes else "}")
     )
     # One tuple, replaced whole: a reader on another thread sees a matching pair.
     _last_usage = (usage, text)
@@ -211,7 +214,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         current_step=row[14],
         total_steps=row[15],
         total_duration_ms=row[16],
-        usage=Usage.from_wire(_load(row[17])),
+        usage=Usage.from_data(_load(row[17])),
         interactive_tool_call_result=None if interactive is None else bool(interactive),
         version=row[19],
         error=None if error is None else JobError.from_data(_load(error)),
@@ -249,9 +252,9 @@ def checkpoint_json(checkpoint: Checkpoint, *, with_messages: bool = True) -> st
 
 
 _TAIL_START = Checkpoint._fields.index("retry_count")
-_PLAIN_TAIL_VALUES = (0, None, None, (), (), (), None, None, None)
+_PLAIN_TAIL_VALUES = (0, None, None, (), (), (), None, None, None, None)
 """The fields from ``retry_count`` on, as most checkpoints have them (no retry, no parent, no
-open calls, no error, no cost, no trace context): their text is then a constant."""
+open calls, no error, no cost, no trace context, no output): their text is then a constant."""
 _PLAIN_TAIL = (
     '"retry_count":0,"parent_run_id":null,"parent_call_id":null,'
     '"pending_calls":[],"partial_results":[],"delegations":[],"error":null}'
@@ -261,7 +264,7 @@ _PLAIN_TAIL = (
 def _tail_json(c: Checkpoint) -> str:
     # The uncommon tail (a retry, a parent, open calls, an error): through to_data, not by hand.
     data = c.to_data()
-    # ``cost`` and ``traceparent`` are in the data only when set (Checkpoint.to_data).
+    # ``cost``, ``traceparent`` and ``output`` are in the data only when set (Checkpoint.to_data).
     return dumps({key: data[key] for key in Checkpoint._fields[_TAIL_START:] if key in data})[1:]
 
 

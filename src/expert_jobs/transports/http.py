@@ -15,6 +15,7 @@ What the app does for the server:
   FastAPI ``Mount``, ``uvicorn --root-path``, with the path given in full or already cut). A
   mounted app's lifespan is not run by its host: run :func:`service_lifespan` in the host's.
 - **HEAD**: the ``GET`` answer's status and headers (``Content-Length`` included), no body.
+- **Dashboard**: ``/ui`` is the web dashboard (:mod:`expert_jobs.transports.web`, docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from expert_jobs.api.dispatch import DEFAULT_MAX_BODY_BYTES, Api, ApiResponse
@@ -36,7 +38,17 @@ from expert_jobs.service.service import ExpertJobsService
 if TYPE_CHECKING:
     from expert_jobs.config import Config
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "app_from_config", "create_app", "route_path", "service_lifespan"]
+__all__ = [
+    "DASHBOARD_PATH",
+    "DEFAULT_MAX_BODY_BYTES",
+    "app_from_config",
+    "create_app",
+    "route_path",
+    "service_lifespan",
+]
+
+DASHBOARD_PATH = "/ui"
+"""Where :func:`create_app` mounts the web dashboard."""
 
 
 def _json(data: Any) -> bytes:
@@ -132,8 +144,10 @@ def create_app(
     manage_service: bool = True,
     sse_heartbeat: float = 15.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    dashboard: bool = True,
 ) -> Starlette:
-    """An ASGI app serving the API of ``service``.
+    """An ASGI app serving the API of ``service``, and its web dashboard at ``/ui`` (unless
+    ``dashboard`` is false; see docs/dashboard.md).
 
     With ``manage_service`` (default) the app's lifespan starts the service (its worker) and
     closes it at shutdown; pass ``False`` when the service's life is managed elsewhere. Mounted in
@@ -175,9 +189,15 @@ def create_app(
         async with service_lifespan(service):
             yield
 
-    # No Starlette routes: every path (whatever characters it holds) and method reaches
-    # ``dispatch``, which owns routing, 404 and 405.
-    app = Starlette(lifespan=lifespan)
+    # One Starlette route, the dashboard's mount; every other path (whatever characters it holds)
+    # and method reaches ``dispatch``, which owns the API's routing, 404 and 405.
+    routes: list[Mount] = []
+    if dashboard:
+        from expert_jobs.transports.web import create_dashboard
+
+        routes.append(Mount(DASHBOARD_PATH, app=create_dashboard(service)))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.router.redirect_slashes = dashboard  # /ui -> /ui/; no other path has a route to redirect to
     app.router.default = handle
     app.state.service = service
     app.state.api = api

@@ -557,12 +557,23 @@ def jobs_show(
             "instead of the JSON.",
         ),
     ] = False,
+    output: Annotated[
+        bool,
+        typer.Option(
+            "--output",
+            help="Print only the job's validated output as JSON (the answer of an expert with an "
+            "output schema; null when the job has none).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """Print one job as JSON (the API's expertJob), or its conversation with --transcript; then
     its cost in money ("unknown" for a model the price table does not know): on stderr after the
-    JSON (which stays the API's object), as the last line of the transcript."""
+    JSON (which stays the API's object), as the last line of the transcript. With --output, only
+    the job's validated output (structured output), as JSON."""
+    if transcript and output:
+        raise typer.BadParameter("give --transcript or --output, not both")
     with _errors():
         settings = _config(config, False, store)
 
@@ -570,10 +581,19 @@ def jobs_show(
             job = await s.get(job_id)
             if job is None:
                 raise JobNotFound(job_id)
+            if output:
+                # The output is on the final checkpoint of a completed job.
+                if job.status is JobStatus.COMPLETED and job.last_checkpoint_id is not None:
+                    final = await s.get_checkpoint(job_id, job.last_checkpoint_id)
+                    job.output = None if final is None else final.output
+                return job, [], ""
             checkpoints = await _all_checkpoints(s, job_id) if transcript else []
             return job, checkpoints, await _cost_label(s, job, checkpoints if transcript else None)
 
         job, checkpoints, cost = _run_async(lambda: _with_store(settings, get))
+    if output:
+        _print_json(job.output)
+        return
     if transcript:
         console = _stdout_console()
         print_transcript(console, job, checkpoints)
@@ -938,17 +958,48 @@ def serve(
         ),
     ] = None,
     config: ConfigOption = None,
+    example: Annotated[
+        bool,
+        typer.Option(
+            "--example",
+            help="Serve the bundled offline example, with an application and a new API key (printed): "
+            "open the printed dashboard URL and start its job.",
+        ),
+    ] = False,
+    pace: Annotated[
+        float | None,
+        typer.Option(
+            "--pace",
+            min=0.0,
+            help="With --example: seconds each scripted model turn takes, to watch the job (default 1.0).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Serve the Expert Jobs API over HTTP (uvicorn), with a worker running the jobs.
+    """Serve the Expert Jobs API over HTTP (uvicorn), with a worker running the jobs, and the web
+    dashboard at /ui (docs/dashboard.md).
 
     Runs with bounded body, header, keep-alive, concurrency and shutdown times (see the Deployment
     section of docs/operations.md); put it behind a reverse proxy that terminates TLS.
     """
-    from expert_jobs.transports.cli._serve import server_limits, uvicorn_options
+    from expert_jobs.transports.cli._serve import (
+        EXAMPLE_APPLICATION,
+        EXAMPLE_PACE,
+        example_server_config,
+        server_limits,
+        uvicorn_options,
+    )
 
     with _errors():
-        settings = _config(config, False, store)
+        if pace is not None and not example:
+            raise UsageError("--pace applies to --example only")
+        settings = _config(config, example, store)
+        example_key = example_provider = None
+        if example:
+            settings, example_key, example_provider = example_server_config(
+                settings, pace=EXAMPLE_PACE if pace is None else pace
+            )
         limits = server_limits(
             settings,
             max_body_bytes=max_body_bytes,
@@ -961,16 +1012,39 @@ def serve(
         try:
             import uvicorn
 
-            from expert_jobs.transports.http import app_from_config
+            from expert_jobs.transports.http import app_from_config, create_app
         except ImportError as exc:
             raise UsageError(
                 f"serve needs the server extra (pip install 'expert-jobs[server]'): {exc}"
             ) from None
-        asgi = app_from_config(settings, max_body_bytes=limits.max_body_bytes)
+        if example_provider is not None:
+            from expert_jobs.config import build_service
+
+            service = build_service(settings, providers=example_provider)
+            asgi = create_app(service, max_body_bytes=limits.max_body_bytes)
+        else:
+            asgi = app_from_config(settings, max_body_bytes=limits.max_body_bytes)
         host = host or settings.server.host
-        uvicorn.run(
-            asgi, **uvicorn_options(limits, host=host, port=settings.server.port if port is None else port)
-        )
+        port = settings.server.port if port is None else port
+        if example_key is not None:
+            _print_example_banner(settings, host, port, example_key, EXAMPLE_APPLICATION)
+        uvicorn.run(asgi, **uvicorn_options(limits, host=host, port=port))
+
+
+def _print_example_banner(settings: Config, host: str, port: int, key: str, application: str) -> None:
+    """What ``serve --example`` prints on stdout before the server starts: the URL and the key."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    where = f"http://{shown}:{port}/ui/" if port else "the address uvicorn prints below, path /ui/"
+    typer.echo(
+        f"expert-jobs: serving the bundled offline example (jobs in {_redact(settings.store)})\n\n"
+        f"  Dashboard:  {where}\n"
+        f"  API key:    {key}\n"
+        f"              (application {application}; a new key at every start, shown only here)\n\n"
+        "Open the dashboard, sign in with the key and press \"Start job\": the example job runs, "
+        "asks you a question, and completes once you answer it.\n"
+    )
+    sys.stdout.flush()
 
 
 def main() -> None:

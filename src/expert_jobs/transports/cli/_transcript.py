@@ -3,8 +3,8 @@ and the conversation of ``expert-jobs jobs show --transcript``.
 
 Both read the checkpoints in ``seq`` order and turn their new messages into :class:`Entry` values
 (the user's query, the model's text and thinking, tool calls with their arguments, results,
-delegations, interactive questions and answers, errors), each at the depth of its run: a delegate's
-run is one level under the run that delegated to it.
+delegations, interactive questions and answers, errors, the job's validated output), each at the
+depth of its run: a delegate's run is one level under the run that delegated to it.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ EntryKind = Literal[
     "delegate_answer",
     "answer",
     "error",
+    "output",
 ]
 """What an :class:`Entry` shows."""
 
@@ -93,6 +94,7 @@ _SYMBOLS: Mapping[EntryKind, str] = {
     "delegate_answer": "⇠",
     "answer": "⇠",
     "error": "✘",
+    "output": "output:",
 }
 _STYLES: Mapping[EntryKind, str] = {
     "user": "bold",
@@ -108,6 +110,7 @@ _STYLES: Mapping[EntryKind, str] = {
     "delegate_answer": "magenta",
     "answer": "magenta",
     "error": "bold red",
+    "output": "bold green",
 }
 
 
@@ -209,6 +212,9 @@ class _Reader:
         if checkpoint.error and checkpoint.run_state == "failed":
             failure = f"{checkpoint.expert_key} failed: {checkpoint.error.message}"
             out.append(Entry("error", failure, depth, seq))
+        if checkpoint.output is not None and not child:
+            # The job's validated output (a delegate's is its answer to the parent, shown there).
+            out.append(Entry("output", json.dumps(checkpoint.output, ensure_ascii=False), depth, seq))
         return out
 
     def _call(self, run: str, call: ToolCall, pending: set[str], depth: int, seq: int) -> Entry:

@@ -7,6 +7,12 @@ the status line; each ``checkpoint`` event is looked up in the store and its new
 model's text, tool calls with their arguments, tool results, delegations, pending interactive calls)
 are printed. On a terminal the status line is a rich ``Live`` display; elsewhere only the log is
 written (no cursor tricks in files and pipes).
+
+On a terminal the view also asks for the job's deltas (``subscribe(..., deltas=True)``), so the
+job's generations stream: above the status line, each generating run shows the tail of its
+thinking (dimmed), its answer and the tool calls it is writing, as they arrive. The text is
+dropped from the live area once the step's checkpoint prints it in the log (a retry drops it too:
+those deltas were void).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
@@ -26,6 +32,13 @@ from rich.table import Table
 from rich.text import Text
 
 from expert_jobs.domain.checkpoint import Checkpoint
+from expert_jobs.domain.deltas import (
+    StreamDelta,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgumentsDelta,
+    ToolCallStartDelta,
+)
 from expert_jobs.domain.events import JobEvent
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.messages import AssistantMessage, ToolCall, ToolResult, ToolResultsMessage
@@ -38,6 +51,10 @@ S = JobStatus
 _TEXT_LIMIT = 160
 _RESULT_LIMIT = 100
 _FLUSH_TIMEOUT = 10.0
+# The live area keeps the tail of what a run is writing: this many characters, shown as at most
+# _STREAM_LINES lines of thinking and of answer each.
+_STREAM_CHARS = 4_000
+_STREAM_LINES = 6
 _STOPPED_STYLE = {
     S.COMPLETED: "bold green",
     S.FAILED: "bold red",
@@ -51,6 +68,47 @@ def short(text: str, limit: int = _TEXT_LIMIT) -> str:
     """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class _Writing:
+    """What one run's generation in flight has streamed so far (the tails, bounded)."""
+
+    __slots__ = ("answer", "calls", "expert", "step", "thinking")
+
+    def __init__(self, expert: str, step: int) -> None:
+        self.expert = expert
+        self.step = step
+        self.thinking = ""
+        self.answer = ""
+        self.calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
+
+    def add(self, delta: StreamDelta) -> None:
+        if isinstance(delta, TextDelta):
+            self.answer = (self.answer + delta.text)[-_STREAM_CHARS:]
+        elif isinstance(delta, ThinkingDelta):
+            self.thinking = (self.thinking + delta.text)[-_STREAM_CHARS:]
+        elif isinstance(delta, ToolCallStartDelta):
+            self.calls[delta.index] = [delta.name, ""]
+        elif isinstance(delta, ToolCallArgumentsDelta) and delta.index in self.calls:
+            call = self.calls[delta.index]
+            call[1] = (call[1] + delta.fragment)[-_STREAM_CHARS:]
+
+    def render(self) -> RenderableType:
+        lines: list[RenderableType] = [
+            Text.assemble(("step " + str(self.step), "bold cyan"), " ", (self.expert, "cyan"), " ✎")
+        ]
+        if self.thinking.strip():
+            lines.append(Text(_tail(self.thinking), style="dim italic"))
+        if self.answer.strip():
+            lines.append(Text(_tail(self.answer)))
+        for name, arguments in tuple(self.calls.values()):
+            lines.append(Text(f"  → {name}({short(arguments, _TEXT_LIMIT)}", style="dim"))
+        return Group(*lines)
+
+
+def _tail(text: str) -> str:
+    """The last :data:`_STREAM_LINES` lines of ``text``."""
+    return "\n".join(text.strip().splitlines()[-_STREAM_LINES:])
 
 
 def describe_call(name: str, arguments: Mapping[str, Any]) -> str:
@@ -88,6 +146,7 @@ class LiveView:
         self._delegate_calls: dict[tuple[str, str], str] = {}
         self._interactive_calls: set[tuple[str, str]] = set()
         self._flushes: list[asyncio.Future[None]] = []
+        self.writing: dict[str, _Writing] = {}  # run id -> what its generation streamed so far
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._live: Live | None = None
@@ -95,7 +154,8 @@ class LiveView:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> LiveView:
-        self._unsubscribe = self.runtime.events.subscribe(self._on_event)
+        # Deltas only where they can be shown (the live area): elsewhere the job need not stream.
+        self._unsubscribe = self.runtime.events.subscribe(self._on_event, deltas=self.console.is_terminal)
         self._task = asyncio.create_task(self._consume(), name="expert-jobs-cli-view")
         self._start_live()
         self.log(
@@ -173,7 +233,11 @@ class LiveView:
         grid.add_column(no_wrap=True)
         grid.add_column(no_wrap=True, overflow="ellipsis")
         grid.add_row(Spinner("dots", style="cyan"), Text(" · ".join(parts), style="bold"))
-        return grid
+        # Called from the live display's refresh thread too: take the runs at once (one C call).
+        writing = tuple(self.writing.values())
+        if not writing:
+            return grid
+        return Group(*(each.render() for each in writing), grid)
 
     # ------------------------------------------------------------------ events
 
@@ -190,12 +254,26 @@ class LiveView:
                     if not done.done():
                         done.set_result(None)
                 continue
+            if event.kind == "delta":
+                # Many per second: shown at the live display's next tick, not one refresh each.
+                self._add_delta(event)
+                continue
             try:
                 await self._render(event)
             except Exception as exc:  # the view must never break the job
                 self.log(f"[dim](view: {escape(type(exc).__name__)}: {escape(str(exc))})[/]")
             if self._live is not None:
                 self._live.refresh()  # the status line now, not at the next tick
+
+    def _add_delta(self, event: JobEvent) -> None:
+        delta = event.delta
+        if delta is None:
+            return
+        run = event.run_id or ""
+        writing = self.writing.get(run)
+        if writing is None or writing.step != event.step:
+            writing = self.writing[run] = _Writing(self._expert_of(run), event.step)
+        writing.add(delta)
 
     async def _render(self, event: JobEvent) -> None:
         self.status = event.status
@@ -213,6 +291,7 @@ class LiveView:
             self.input_tokens += int(usage.get("inputTokens", 0))
             self.output_tokens += int(usage.get("outputTokens", 0))
         elif kind == "retry":
+            self.writing.pop(run, None)  # the failed attempt's deltas are void
             detail = event.detail or {}
             error = detail.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else error
@@ -246,6 +325,8 @@ class LiveView:
     def _render_checkpoint(self, checkpoint: Checkpoint) -> None:
         run = checkpoint.run_id
         self.experts.setdefault(run, checkpoint.expert_key)
+        if any(isinstance(message, AssistantMessage) for message in checkpoint.new_messages):
+            self.writing.pop(run, None)  # printed in the log below, as a whole
         child = checkpoint.parent_run_id is not None
         indent = "  │ " if child else ""
         self.step = max(self.step, checkpoint.step)
