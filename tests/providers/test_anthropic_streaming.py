@@ -42,13 +42,13 @@ SSE = "text/event-stream"
 
 
 def sse(name: str) -> bytes:
-    """A recorded stream body, ``fixtures/anthropic_stream_<name>.sse``."""
-    return (FIXTURES / f"anthropic_stream_{name}.sse").read_bytes()
+    """A recorded stream body, ``fixtures/anthropic/anthropic_stream_<name>.sse``."""
+    return (FIXTURES / "anthropic" / f"anthropic_stream_{name}.sse").read_bytes()
 
 
 def stream_fixture(name: str) -> Any:
-    """The non-streaming body equivalent to a recorded stream, ``fixtures/anthropic_stream_<name>.json``."""
-    return fixture(".", f"anthropic_stream_{name}")
+    """The non-streaming body equivalent to a recorded stream, ``fixtures/anthropic/anthropic_stream_<name>.json``."""
+    return fixture("anthropic", f"anthropic_stream_{name}")
 
 
 def adapter(api: MockAPI) -> AnthropicProvider:

@@ -43,13 +43,13 @@ SSE = "text/event-stream"
 
 
 def structured(name: str) -> Any:
-    """``fixtures/anthropic_structured_<name>.json``."""
-    return fixture(".", f"anthropic_structured_{name}")
+    """``fixtures/anthropic/anthropic_structured_<name>.json``."""
+    return fixture("anthropic", f"anthropic_structured_{name}")
 
 
 def structured_sse(name: str) -> bytes:
-    """``fixtures/anthropic_structured_<name>.sse``."""
-    return (FIXTURES / f"anthropic_structured_{name}.sse").read_bytes()
+    """``fixtures/anthropic/anthropic_structured_<name>.sse``."""
+    return (FIXTURES / "anthropic" / f"anthropic_structured_{name}.sse").read_bytes()
 
 
 def asking(req: GenerationRequest, schema: OutputSchema = REPORT) -> GenerationRequest:

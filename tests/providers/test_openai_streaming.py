@@ -1,6 +1,6 @@
 """OpenAI streaming (Responses API ``stream=True``) through the real ``openai`` SDK on a mock transport.
 
-The SSE bodies in ``fixtures/openai_stream_*.sse`` are served in small pieces, as a socket delivers
+The SSE bodies in ``fixtures/openai/openai_stream_*.sse`` are served in small pieces, as a socket delivers
 them; :class:`StreamAPI` also cuts a body off mid-way or stalls it, and records whether it was closed.
 """
 
@@ -33,7 +33,7 @@ from tests.providers.kit import FIXTURES, TIME, WEATHER, MockAPI, Sent, fixture,
 
 def sse_fixture(name: str) -> bytes:
     """The SSE body recorded in ``fixtures/<name>.sse``."""
-    return (FIXTURES / f"{name}.sse").read_bytes()
+    return (FIXTURES / name.split("_", 1)[0] / f"{name}.sse").read_bytes()
 
 
 def sse(*events: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ ANSWER = {"city": "Paris", "temperature_c": 24, "conditions": "sunny"}
 
 
 def answer_fixture(name: str) -> Any:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    return json.loads((FIXTURES / name.split("_", 1)[0] / f"{name}.json").read_text())
 
 
 def structured(model: str, schema: OutputSchema, *, system: str = "You are terse.") -> GenerationRequest:
