@@ -23,6 +23,9 @@ PINNED = {
     "enable_tracing",
     "McpStdioServer",
     "McpHttpServer",
+    "JobResult",
+    "OutputSpec",
+    "OutputInvalid",
 }
 
 
@@ -32,6 +35,28 @@ def test_all_is_sorted_and_complete() -> None:
     assert set(expert_jobs.__all__) >= PINNED
     for name in expert_jobs.__all__:
         assert hasattr(expert_jobs, name), name
+
+
+def test_typed_results_are_importable_from_the_root() -> None:
+    from expert_jobs.domain.output import JobResult, OutputInvalid, OutputSpec
+
+    assert (expert_jobs.JobResult, expert_jobs.OutputSpec, expert_jobs.OutputInvalid) == (
+        JobResult,
+        OutputSpec,
+        OutputInvalid,
+    )
+    assert issubclass(expert_jobs.OutputInvalid, ValueError)
+
+
+def test_the_json_schema_library_is_imported_only_when_a_schema_needs_it() -> None:
+    code = (
+        "import sys, expert_jobs; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'referencing')]; "
+        "expert_jobs.ExpertDefinition(key='e@1.0.0', instruction='i', output={'type': 'object'}); "
+        "sys.exit(1 if bad or 'jsonschema' not in sys.modules else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_models_map_ids_to_providers() -> None:

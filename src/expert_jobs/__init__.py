@@ -47,6 +47,7 @@ from expert_jobs.domain.messages import (
     UserMessage,
 )
 from expert_jobs.domain.models import MODELS, ModelCatalogue, ModelInfo
+from expert_jobs.domain.output import JobResult, OutputInvalid, OutputSpec
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 from expert_jobs.domain.wire import ExpertJob, StartJobRequest
@@ -116,6 +117,7 @@ __all__ = [
     "JobEvent",
     "JobNotFound",
     "JobQuery",
+    "JobResult",
     "JobStatus",
     "JobStore",
     "JobTracing",
@@ -125,6 +127,8 @@ __all__ = [
     "ModelCatalogue",
     "ModelInfo",
     "NotFound",
+    "OutputInvalid",
+    "OutputSpec",
     "PricesUnavailable",
     "Provider",
     "ProviderError",

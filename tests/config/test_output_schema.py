@@ -50,6 +50,26 @@ def test_an_output_schema_as_a_json_string_and_a_non_object_root(load: Load) -> 
     assert expert.output.parse('{"result": ["a", "b"]}') == ["a", "b"]
 
 
+def test_any_draft_2020_12_keyword_may_be_used(load: Load) -> None:
+    config = load(
+        """
+[experts."x"]
+instruction = "i"
+
+[experts."x".outputJsonSchema]
+type = "object"
+patternProperties = { "^n_" = { type = "integer" } }
+unevaluatedProperties = false
+"""
+    )
+    _, experts = build_experts(config)
+    (expert,) = experts
+    assert expert.output is not None
+    assert expert.output.parse('{"n_a": 1}') == {"n_a": 1}
+    with pytest.raises(ValueError, match=r"\$\.n_a: 'x' is not of type 'integer'"):
+        expert.output.parse('{"n_a": "x"}')
+
+
 def test_experts_without_one_have_none(load: Load) -> None:
     _, experts = build_experts(load('[experts."x"]\ninstruction = "i"\n'))
     assert experts[0].output is None
@@ -60,11 +80,17 @@ def test_experts_without_one_have_none(load: Load) -> None:
     [
         ('"{not json"', "not valid JSON"),
         ("[1, 2]", "must be a JSON schema object"),
-        ('{ type = "object", patternProperties = {} }', "/patternProperties: unsupported keyword"),
-        ('{ type = "strnig" }', "/type: must be one of"),
-        ('{ type = "string", pattern = "(" }', "/pattern: not a valid regular expression"),
-        ('{ type = "object", properties = { a = { "$ref" = "#/$defs/missing" } } }', "names no definition"),
-        ('{ type = "integer", minimum = "0" }', "/minimum: must be a number"),
+        ('{ type = "strnig" }', "/type: 'strnig' is not valid"),
+        ('{ type = "string", pattern = "(" }', "/pattern: '(' is not a 'regex'"),
+        (
+            '{ type = "object", properties = { a = { "$ref" = "#/$defs/missing" } } }',
+            "/properties/a/$ref: '#/$defs/missing' points to nothing in the schema",
+        ),
+        (
+            '{ type = "object", properties = { a = { "$ref" = "https://example.com/a.json" } } }',
+            "/properties/a/$ref: 'https://example.com/a.json' is not inside the schema",
+        ),
+        ('{ type = "integer", minimum = "0" }', "/minimum: '0' is not of type 'number'"),
     ],
 )
 def test_a_bad_output_schema_is_refused_at_load_with_its_place(load: Load, value: str, message: str) -> None:

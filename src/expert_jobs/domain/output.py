@@ -202,8 +202,8 @@ def _from_json_schema(given: Mapping[str, Any], name: str) -> OutputSpec:
             value = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise OutputInvalid(f"the answer is not JSON: {_short(str(exc))}") from None
-        # Bounded, so the library's recursion (one Python call per level, and more) stays well
-        # inside the interpreter's limit: a reference loop is refused at load.
+        # Bounded so that the library's recursion (several Python calls a level) stays well inside
+        # the interpreter's limit; a loop of references is refused at load.
         levels = _depth(value)
         if levels > _DEEPEST_ANSWER:
             raise OutputInvalid(f"$: nests {levels} levels deep, over {_DEEPEST_ANSWER}")
@@ -321,8 +321,9 @@ def check_json_schema(schema: Any) -> None:
     """Refuse (``ValueError`` naming the place, e.g. ``/properties/price/minimum: ...``) a JSON
     schema that is not an object, is too big or deep, is not a valid JSON Schema (draft 2020-12,
     checked by ``jsonschema`` against the draft's metaschema, ``pattern`` regular expressions
-    included), or has a ``$ref``/``$dynamicRef`` that does not point inside the schema (a
-    definition, an anchor, an embedded ``$id``): remote references are refused, never fetched."""
+    included), has a ``$ref``/``$dynamicRef`` that does not point inside the schema (a
+    definition, an anchor, an embedded ``$id``: remote references are refused, never fetched), or
+    has references that loop without going into the answer."""
     if not isinstance(schema, dict):
         raise ValueError(f"an output schema must be a JSON object, got {type(schema).__name__}")
     _check_bounds(schema)
