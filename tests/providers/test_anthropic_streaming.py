@@ -47,7 +47,8 @@ def sse(name: str) -> bytes:
 
 
 def stream_fixture(name: str) -> Any:
-    """The non-streaming body equivalent to a recorded stream, ``fixtures/anthropic/anthropic_stream_<name>.json``."""
+    """The non-streaming body equivalent to a recorded stream
+    (``fixtures/anthropic/anthropic_stream_<name>.json``)."""
     return fixture("anthropic", f"anthropic_stream_{name}")
 
 
