@@ -38,13 +38,14 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Literal
 
 from expert_jobs.api.openapi import openapi_document
 from expert_jobs.api.paths import OPENAPI_PATH, PREFIX
+from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.errors import (
     MethodNotAllowed,
     NotFound,
@@ -477,24 +478,11 @@ class Api:
     async def _stream(
         self, principal: Principal, job_id: str, headers: Mapping[str, str], head: bool
     ) -> ApiResponse:
-        last_event_id = headers.get("last-event-id", "")
-        after = _last_event_id(last_event_id) if last_event_id.strip() else None
+        """A job's checkpoints, one ``message`` event each, ``id`` its seq."""
         watch = await self.service.watch_checkpoints(
-            principal, job_id, after_seq=after, heartbeat=self.sse_heartbeat
+            principal, job_id, after_seq=_resume_after(headers), heartbeat=self.sse_heartbeat
         )
-        sse_headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        if head:  # the job was checked (404...); its checkpoints are not followed
-            await _close(watch)
-            return ApiResponse(200, None, sse_headers, stream=_no_events())
-
-        async def events() -> AsyncIterator[str]:
-            async for item in watch:
-                if item is None:
-                    yield ": keep-alive\n\n"
-                else:
-                    yield sse_event(item.to_wire(), id=str(item.seq))
-
-        return ApiResponse(200, None, sse_headers, stream=events())
+        return await _sse_response(watch, head, lambda item: sse_event(item.to_wire(), id=str(item.seq)))
 
     async def _events_stream(
         self, principal: Principal, job_id: str, headers: Mapping[str, str], head: bool
@@ -503,29 +491,42 @@ class Api:
         resumes) and, between them, the live ones (``transition``, ``step``, ``toolCall``,
         ``toolResult``, ``retry``, ``delta``) without an ``id``, so a client's last event id stays
         the last checkpoint's seq."""
-        last_event_id = headers.get("last-event-id", "")
-        after = _last_event_id(last_event_id) if last_event_id.strip() else None
         watch = await self.service.watch_events(
-            principal, job_id, after_seq=after, heartbeat=self.sse_heartbeat
+            principal, job_id, after_seq=_resume_after(headers), heartbeat=self.sse_heartbeat
         )
-        sse_headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        if head:  # the job was checked (404...); its events are not followed
+
+        def event(item: Checkpoint | JobEvent) -> str:
+            if isinstance(item, JobEvent):
+                return sse_event(item.to_wire(), event=item.kind)
+            return sse_event(item.to_wire(), event="checkpoint", id=str(item.seq))
+
+        return await _sse_response(watch, head, event)
+
+
+def _resume_after(headers: Mapping[str, str]) -> int | None:
+    """The checkpoint seq a ``Last-Event-ID`` header resumes after (``None``: from the start)."""
+    last_event_id = headers.get("last-event-id", "")
+    return _last_event_id(last_event_id) if last_event_id.strip() else None
+
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def _sse_response(watch: AsyncIterator[Any], head: bool, encode: Callable[[Any], str]) -> ApiResponse:
+    """The ``text/event-stream`` answer following ``watch`` (``None`` items are heartbeats), each
+    item sent as ``encode`` makes it; for ``HEAD`` (the job was checked: 404...) nothing is followed."""
+    if head:
+        await _close(watch)
+        return ApiResponse(200, None, dict(_SSE_HEADERS), stream=_no_events())
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for item in watch:
+                yield ": keep-alive\n\n" if item is None else encode(item)
+        finally:
             await _close(watch)
-            return ApiResponse(200, None, sse_headers, stream=_no_events())
 
-        async def events() -> AsyncIterator[str]:
-            try:
-                async for item in watch:
-                    if item is None:
-                        yield ": keep-alive\n\n"
-                    elif isinstance(item, JobEvent):
-                        yield sse_event(item.to_wire(), event=item.kind)
-                    else:
-                        yield sse_event(item.to_wire(), event="checkpoint", id=str(item.seq))
-            finally:
-                await _close(watch)
-
-        return ApiResponse(200, None, sse_headers, stream=events())
+    return ApiResponse(200, None, dict(_SSE_HEADERS), stream=events())
 
 
 async def _no_events() -> AsyncIterator[str]:

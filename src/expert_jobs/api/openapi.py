@@ -181,6 +181,45 @@ def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+def _event_stream(
+    operation_id: str,
+    summary: str,
+    description: str,
+    tags: list[str],
+    ok: str,
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    """A server-sent-event route of one job: the ``Last-Event-ID`` header resumes after a checkpoint
+    seq; ``schema`` describes the events."""
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": description,
+            "tags": tags,
+            "security": [{"apiKey": []}],
+            "parameters": [
+                _path_param(),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Resume after this checkpoint seq (0 to 9223372036854775807).",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+            ],
+            "responses": {
+                "200": {"description": ok, "content": {"text/event-stream": {"schema": schema}}},
+                "401": _UNAUTHORIZED,
+                "404": _JOB_NOT_FOUND,
+                "422": _json(
+                    _ref("ValidationFailedError"), "Path parameter or Last-Event-ID validation failed."
+                ),
+            },
+        }
+    }
+
+
 def _continue_like(operation_id: str, summary: str, description: str, body: str) -> dict[str, Any]:
     return {
         "operationId": operation_id,
@@ -372,76 +411,32 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        item + "/checkpoints/stream": {
-            "get": {
-                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsStream",
-                "summary": "Stream a job's checkpoints",
-                "description": "Server-sent events: one `message` event per checkpoint (`id` is its "
-                "`seq`, `data` the checkpoint as JSON), those already written first; the stream ends "
-                "once the job rests (completed, paused for a person, failed, exceededMaxSteps, "
-                "canceled, expired). A `Last-Event-ID` header resumes after that seq.",
-                "tags": tags,
-                "security": [{"apiKey": []}],
-                "parameters": [
-                    _path_param(),
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "description": "Resume after this checkpoint seq (0 to 9223372036854775807).",
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "A stream of checkpoints",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    "401": _UNAUTHORIZED,
-                    "404": _JOB_NOT_FOUND,
-                    "422": _json(
-                        _ref("ValidationFailedError"), "Path parameter or Last-Event-ID validation failed."
-                    ),
-                },
-            }
-        },
-        item + "/events/stream": {
-            "get": {
-                "operationId": "getApiStudioV1Expert_jobsByExpertJobIdEventsStream",
-                "summary": "Stream a job's live events",
-                "description": "Server-sent events, until the job rests (completed, paused for a "
-                "person, failed, exceededMaxSteps, canceled, expired): a `checkpoint` event per "
-                "checkpoint (`id` its `seq`, `data` the checkpoint as JSON), those already written "
-                "first, and between them the live events of a job run by this server's worker: "
-                "`transition`, `step`, `toolCall`, `toolResult`, `retry` and `delta` (a piece of a "
-                "generation as it streams), without an `id`, `data` the event as JSON. A "
-                "`Last-Event-ID` header resumes the checkpoints after that seq; live events are "
-                "never replayed.",
-                "tags": tags,
-                "security": [{"apiKey": []}],
-                "parameters": [
-                    _path_param(),
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "description": "Resume after this checkpoint seq (0 to 9223372036854775807).",
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "A stream of checkpoints and live events",
-                        "content": {"text/event-stream": {"schema": _JOB_EVENT}},
-                    },
-                    "401": _UNAUTHORIZED,
-                    "404": _JOB_NOT_FOUND,
-                    "422": _json(
-                        _ref("ValidationFailedError"), "Path parameter or Last-Event-ID validation failed."
-                    ),
-                },
-            }
-        },
+        item + "/checkpoints/stream": _event_stream(
+            "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsStream",
+            "Stream a job's checkpoints",
+            "Server-sent events: one `message` event per checkpoint (`id` is its "
+            "`seq`, `data` the checkpoint as JSON), those already written first; the stream ends "
+            "once the job rests (completed, paused for a person, failed, exceededMaxSteps, "
+            "canceled, expired). A `Last-Event-ID` header resumes after that seq.",
+            tags,
+            "A stream of checkpoints",
+            {"type": "string"},
+        ),
+        item + "/events/stream": _event_stream(
+            "getApiStudioV1Expert_jobsByExpertJobIdEventsStream",
+            "Stream a job's live events",
+            "Server-sent events, until the job rests (completed, paused for a "
+            "person, failed, exceededMaxSteps, canceled, expired): a `checkpoint` event per "
+            "checkpoint (`id` its `seq`, `data` the checkpoint as JSON), those already written "
+            "first, and between them the live events of a job run by this server's worker: "
+            "`transition`, `step`, `toolCall`, `toolResult`, `retry` and `delta` (a piece of a "
+            "generation as it streams), without an `id`, `data` the event as JSON. A "
+            "`Last-Event-ID` header resumes the checkpoints after that seq; live events are "
+            "never replayed.",
+            tags,
+            "A stream of checkpoints and live events",
+            _JOB_EVENT,
+        ),
         item + "/checkpoints/{checkpointId}": {
             "get": {
                 "operationId": "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsByCheckpointId",

@@ -133,6 +133,18 @@ def _seconds_or_false(value: Any, meaning: str) -> Any:
     return value
 
 
+
+def _schema_object(value: Any) -> dict[str, Any]:
+    """A JSON schema given as a JSON string (perstack.toml's way) or as a TOML table, as a dict."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON schema object (a JSON string or a table)")
+    return value
+
 class InteractiveToolConfig(ConfigModel):
     """One interactive tool: the job pauses until a person (or client) answers the call."""
 
@@ -145,13 +157,7 @@ class InteractiveToolConfig(ConfigModel):
     @field_validator("input_json_schema", mode="before")
     @classmethod
     def _parse_schema(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError("must be a JSON schema object")
+        value = _schema_object(value)
         if value.get("type", "object") != "object":
             raise ValueError(f"the input schema's type must be 'object', got {value.get('type')!r}")
         return value
@@ -255,13 +261,7 @@ class ExpertConfig(ConfigModel):
     @field_validator("output_json_schema", mode="before")
     @classmethod
     def _output_schema(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError("must be a JSON schema object (a JSON string or a table)")
+        value = _schema_object(value)
         # Checked here, so a schema the engine could not validate answers against never loads.
         output_spec(value)
         return value
