@@ -7,7 +7,8 @@ The workload is ``benchmarks/engine.py``'s W2 (same script, tool and usage); the
 concurrently (as an API server under load would), so that SQLite's group commit can share fsyncs
 between submissions too. Figures are medians over ``--repeats`` runs.
 
-Run: ``python benchmarks/stores.py`` (a table) or ``python benchmarks/stores.py --json``.
+Run: ``python benchmarks/stores.py`` (a table) or ``python benchmarks/stores.py --json``;
+``--writer process`` runs SQLiteStore with ``writer="process"`` (its writer in a child process).
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ async def _memory() -> tuple[float, dict[str, Any]]:
     return await w2_store(MemoryStore())
 
 
+WRITER: dict[str, Any] = {}
+"""``SQLiteStore`` options from the command line (``--writer``)."""
+
+
 async def _sqlite(path: Path) -> tuple[float, dict[str, Any]]:
-    store = await SQLiteStore.open(path)  # synchronous=FULL, WAL: every commit fsyncs
+    store = await SQLiteStore.open(path, **WRITER)  # synchronous=FULL, WAL: every commit fsyncs
     return await w2_store(store)
 
 
@@ -98,7 +103,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where SQLite files go (default: a temp dir)")
     parser.add_argument("--postgres", metavar="URL", default=None, help="also run W2 on this PostgreSQL")
     parser.add_argument("--postgres-workers", type=int, default=4, help="worker processes for PostgreSQL")
+    parser.add_argument(
+        "--writer", choices=("thread", "process"), default=None, help="SQLiteStore's writer"
+    )
     args = parser.parse_args()
+    if args.writer is not None:
+        WRITER["writer"] = args.writer
     directory = args.dir or Path(tempfile.mkdtemp(prefix="expert-jobs-bench-"))
     results: dict[str, Any] = {}
     try:
@@ -118,6 +128,7 @@ def main() -> None:
         details = sqlite[len(sqlite) // 2][1]
         results["w2_sqlite_commits"] = details["commits"]
         results["w2_sqlite_writes"] = details["writes"]
+        results["w2_sqlite_writer"] = WRITER.get("writer", "default")
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)

@@ -4,7 +4,8 @@
 - ``sqlite:///path/to/jobs.db``: a :class:`~expert_jobs.stores.sqlite.SQLiteStore`; what follows
   ``sqlite:///`` is the path, so ``sqlite:///jobs.db`` is relative to the working directory and
   ``sqlite:////var/lib/jobs.db`` is absolute. ``sqlite:///:memory:`` is a private in-memory
-  database. Options go in the query string: ``?synchronous=NORMAL&busy_timeout=5&readers=4``.
+  database. Options go in the query string: ``?synchronous=NORMAL&busy_timeout=5&readers=4``
+  (also ``max_batch`` and ``writer=process``).
 - ``postgresql://user@host:5432/db`` (or ``postgres://``): a ``PostgresStore`` (psycopg 3, imported
   only then); the URL is passed to it as is.
 """
@@ -28,6 +29,7 @@ _SQLITE_OPTIONS: dict[str, type] = {
     "busy_timeout": float,
     "readers": int,
     "max_batch": int,
+    "writer": str,
 }
 
 
