@@ -92,3 +92,29 @@ def test_an_unknown_model_says_unknown(invoke: Invoke, write_config: Callable[..
     row = next(line for line in invoke("jobs", "list").stdout.splitlines() if job_id in line)
     assert "unknown" in row
     assert "$" not in row
+
+
+def test_an_ended_jobs_cost_is_read_from_its_final_checkpoint(
+    invoke: Invoke, write_config: Callable[..., Path]
+) -> None:
+    import json
+    import sqlite3
+
+    config = write_config(PRICED)
+    job = invoke("run", "q", "--expert", "alpha", "--model", "gpt-5-mini").json()
+    # Change the cost the final checkpoint recorded: the list and show print what it says, so they
+    # read it (one read) rather than pricing every checkpoint again.
+    with sqlite3.connect(config.parent / "jobs.db") as conn:
+        (data,) = conn.execute(
+            "SELECT data FROM checkpoints WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job["id"],)
+        ).fetchone()
+        final = json.loads(data)
+        assert final["cost"]["currency"] == "USD"
+        final["cost"]["amount"] = "12.5"
+        conn.execute(
+            "UPDATE checkpoints SET data = ? WHERE job_id = ? AND id = ?",
+            (json.dumps(final), job["id"], final["id"]),
+        )
+    row = next(line for line in invoke("jobs", "list").stdout.splitlines() if job["id"] in line)
+    assert "$12.5000" in row
+    assert invoke("jobs", "show", job["id"]).stderr.strip() == "cost $12.5000"

@@ -392,10 +392,15 @@ def _follow(
 async def _cost_label(store: JobStore, job: Job, checkpoints: list[Checkpoint] | None = None) -> str:
     """The job's cost as people read it (``$0.0049``), ``unknown`` for a model the price table does
     not know, or ``unknown`` with a hint without the ``prices`` extra."""
-    from expert_jobs.engine.pricing import PricesUnavailable, format_cost, job_cost
+    from expert_jobs.engine.pricing import PRICED_STATUSES, PricesUnavailable, format_cost, job_cost
 
     try:
         if checkpoints is None:
+            if job.status in PRICED_STATUSES and job.last_checkpoint_id is not None:
+                # An ended job's final checkpoint normally carries its cost: one read, not all.
+                final = await store.get_checkpoint(job.id, job.last_checkpoint_id)
+                if final is not None and final.cost is not None:
+                    return format_cost(final.cost)
             checkpoints = await _all_checkpoints(store, job.id)
         return format_cost(job_cost(job, checkpoints))
     except PricesUnavailable:
