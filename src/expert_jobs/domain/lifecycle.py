@@ -129,10 +129,29 @@ class _LifecycleEvent(Event):
         machine = self.machine
         if args or kwargs or machine.has_queue or machine.prepare_event or machine.finalize_event:
             return bool(super().trigger(model, *args, **kwargs))
-        state = machine.get_model_state(model)
+        attribute = machine.model_attribute
+        state = machine.get_state(getattr(model, attribute))  # what get_model_state does
         transitions = self.transitions.get(state.name)
         if transitions is None or machine.on_exception:
             return bool(super().trigger(model))  # an invalid source is the base class's to report
+        if len(transitions) == 1:
+            # One transition with nothing to run before, around or after it (the lifecycle's): its
+            # execution is setting the model's state, which needs no EventData for callbacks.
+            transition = transitions[0]
+            dest_name = transition.dest
+            if dest_name is not None and not (
+                transition.prepare
+                or transition.conditions
+                or transition.before
+                or transition.after
+                or machine.before_state_change
+                or machine.after_state_change
+                or state.on_exit
+            ):
+                dest = machine.get_state(dest_name)
+                if not (dest.on_enter or (dest.final and machine.on_final)):
+                    setattr(model, attribute, dest.value)
+                    return True
         event_data = EventData(state, self, machine, model, args=(), kwargs={})
         for transition in transitions:
             event_data.transition = transition

@@ -136,16 +136,14 @@ class Usage:
         if type(other) is not Usage:
             return NotImplemented
         # Sums of valid usages are valid: no validation (this runs several times a step).
+        # The setters inline (what _fill does): a frame less per sum.
         total = _new(Usage)
-        _fill(
-            total,
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.reasoning_tokens + other.reasoning_tokens,
-            self.total_tokens + other.total_tokens,
-            self.cached_input_tokens + other.cached_input_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-        )
+        _set_input(total, self.input_tokens + other.input_tokens)
+        _set_output(total, self.output_tokens + other.output_tokens)
+        _set_reasoning(total, self.reasoning_tokens + other.reasoning_tokens)
+        _set_total(total, self.total_tokens + other.total_tokens)
+        _set_cached(total, self.cached_input_tokens + other.cached_input_tokens)
+        _set_cache_write(total, self.cache_write_tokens + other.cache_write_tokens)
         return total
 
     def _counters(self) -> tuple[int, int, int, int, int, int]:

@@ -126,6 +126,25 @@ id is never another object's; ``None`` rates for a model price that is not linea
 request, an unexpected shape): such usage is priced by the table's calculation."""
 
 
+_unknown: set[tuple[str, str | None]] = set()
+"""``(model, provider id)`` pairs the price table does not know: a lookup that fails walks the
+table's providers and models (≈ 2 µs, at every job end for a model it does not price, e.g. a test
+or local model), so the answer is kept, for as long as the table is the same one."""
+_unknown_in: list[Any] = [None]
+"""The table (``DataSnapshot``) :data:`_unknown` holds for: another one (``UpdatePrices``, a
+custom snapshot) may know those models, and the set starts over."""
+
+
+def _known(model: str, provider_id: str | None, prices: ModuleType) -> bool:
+    """Whether the table may know ``model`` (``False``: a lookup already failed on this table)."""
+    snapshot = prices.data_snapshot.get_snapshot()
+    if _unknown_in[0] is not snapshot:
+        _unknown.clear()
+        _unknown_in[0] = snapshot
+        return True
+    return (model, provider_id) not in _unknown
+
+
 def _rates_of(model_price: Any, prices: ModuleType) -> _Rates | None:
     """Ask ``model_price`` (a ``genai_prices.types.ModelPrice``) the price of one token of each kind."""
     try:
@@ -166,7 +185,12 @@ def _quick_price(
     """``usage``'s price from the model's per-token rates; ``None`` when they do not apply (the
     caller then asks the table's calculation). ``LookupError`` for a model the table does not know."""
     snapshot = prices.data_snapshot.get_snapshot()
-    _, info = snapshot.find_provider_model(model, None, provider_id, None)
+    try:
+        _, info = snapshot.find_provider_model(model, None, provider_id, None)
+    except LookupError:
+        if _unknown_in[0] is snapshot and len(_unknown) < _RATES_KEPT:
+            _unknown.add((model, provider_id))
+        raise
     model_price = info.get_prices(when)
     entry = _rates.get(id(model_price))
     if entry is None or entry[0] is not model_price:
@@ -217,6 +241,8 @@ def price_usage(
     if not _priceable(usage):
         return None
     provider_id = _provider_id(model, provider)
+    if not _known(model, provider_id, prices):
+        return None
     when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     try:
         quick = _quick_price(usage, model, provider_id, when, prices)
@@ -260,9 +286,12 @@ def price_usage_sum(
     prices = _genai_prices()
     if not _priceable(usage):
         return None
+    provider_id = _provider_id(model, provider)
+    if not _known(model, provider_id, prices):
+        return None
     when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     try:
-        cost = _quick_price(usage, model, _provider_id(model, provider), when, prices)
+        cost = _quick_price(usage, model, provider_id, when, prices)
     except LookupError:
         return None
     if cost is None:

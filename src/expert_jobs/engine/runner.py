@@ -15,7 +15,7 @@ import math
 import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation, RunState
 from expert_jobs.domain.errors import JobError, ProviderError, ProviderErrorKind, StaleJobVersion, UsageError
@@ -35,7 +35,9 @@ from expert_jobs.domain.messages import (
 from expert_jobs.domain.output import OutputInvalid, output_json, retry_prompt
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
+from expert_jobs.engine import pricing as _pricing
 from expert_jobs.engine.files import user_message
+from expert_jobs.engine.pricing import prices_available
 from expert_jobs.engine.tools import Toolset, clip_result
 from expert_jobs.ports.provider import (
     GenerationRequest,
@@ -134,6 +136,14 @@ class RunnerHost(Protocol):
 
     async def prepare_mcp(self, expert: ExpertDefinition) -> None:
         """Connect and list the MCP servers ``expert`` (and its delegates) use."""
+        ...
+
+    def runner_started(self, runner: JobRunner) -> None:
+        """``runner``'s run starts: the host tracks it (cancel requests, lease renewals)."""
+        ...
+
+    def runner_ended(self, runner: JobRunner) -> None:
+        """``runner``'s run ended, however it ended."""
         ...
 
 
@@ -318,13 +328,17 @@ class JobRunner:
         self._parallel = 0  # child runs writing concurrently: their writes take the lock
         self._in_write = False
         self._released = False  # the last write dropped the lease with it
-        self._runs: dict[str, _Run] = {}
+        # The job's runs this runner made (by id, no two with one id): a list, not a dict (a job
+        # in flight is one run, for which a dict would be a few hundred bytes).
+        self._runs: list[_Run] = []
         self._root: _Run | None = None
-        self._events: list[JobEvent] = []
+        # Transition events held until their write lands (made only while someone listens).
+        self._events: list[JobEvent] | None = None
         self._mark = self._clock.monotonic()
         self._elapsed_ms = float(job.total_duration_ms)
         # No usage before this runner: the job's cost at its end is its usage's price (_priced).
-        self._fresh = job.usage == ZERO_USAGE
+        usage = job.usage
+        self._fresh = usage is ZERO_USAGE or usage == ZERO_USAGE
         self._provider: Provider | None = None
         # The provider when it can stream, and its optional ``should_stream(request)`` hint.
         self._streaming: StreamingProvider | None = None
@@ -377,10 +391,13 @@ class JobRunner:
         (or lapses) and the sweeper hands the job back to the queue.
         """
         self.task = asyncio.current_task()
+        # The job's running time counts from here (the runner may be made before its task runs).
+        self._mark = self._clock.monotonic()
         if self._limit_ms < _INF:
             self._timer = self._start_timer()
         if self._tracing is not None:
             self._trace = self._tracing.start_job(self.job)
+        self._rt.runner_started(self)
         try:
             failure: Exception | None = None
             try:
@@ -424,22 +441,26 @@ class JobRunner:
         except _LeaseLost:
             _log.info("job %s: moved by someone else; worker %s lets it go", self.job.id, self.worker_id)
         finally:
-            self._stop_timer()
-            if not self._released:
-                try:
-                    await self._store.release(self.job.id, self.worker_id)
-                except Exception:
-                    _log.exception(
-                        "job %s: worker %s could not release its lease (it lapses in %g s)",
-                        self.job.id,
-                        self.worker_id,
-                        self._settings.lease_seconds,
-                    )
-            if self.job.lease_owner == self.worker_id:
-                self.job.lease_owner = self.job.lease_expires_at = None
-            if self._trace is not None:
-                self._trace.end(self.job)
-                self._trace = None
+            try:
+                self._stop_timer()
+                if not self._released:
+                    try:
+                        await self._store.release(self.job.id, self.worker_id)
+                    except Exception:
+                        _log.exception(
+                            "job %s: worker %s could not release its lease (it lapses in %g s)",
+                            self.job.id,
+                            self.worker_id,
+                            self._settings.lease_seconds,
+                        )
+                if self.job.lease_owner == self.worker_id:
+                    self.job.lease_owner = self.job.lease_expires_at = None
+                if self._trace is not None:
+                    self._trace.end(self.job)
+                    self._trace = None
+            finally:
+                # Even when the release above is cancelled: the runtime forgets the runner.
+                self._rt.runner_ended(self)
         return self.job
 
     def _uncancel(self) -> None:
@@ -537,7 +558,7 @@ class JobRunner:
                 torn.run.saved_count = torn.checkpoint.message_count
             if self._bus.active:
                 self._publish_written(torn.run, torn.checkpoint, torn.kind, torn.new_step, torn.step_usage)
-        self._events.clear()
+        self._events = None
         self.job = fresh
         owner = fresh.lease_owner
         if fresh.status not in _STOPPABLE or (
@@ -545,7 +566,7 @@ class JobRunner:
         ):
             return False
         latest = await self._store.latest_checkpoints(job_id) if fresh.checkpoint_seq else {}
-        for run in self._runs.values():
+        for run in self._runs:
             checkpoint = latest.get(run.id)
             if checkpoint is None:
                 run.saved_count = 0
@@ -613,7 +634,7 @@ class JobRunner:
             raise _Canceled
         provider = self._provider = self._rt.provider_for(job)
         if callable(getattr(provider, "stream", None)):
-            self._streaming = cast("StreamingProvider", provider)
+            self._streaming = provider  # type: ignore[assignment]  # it has a stream(): checked
             self._should_stream = getattr(provider, "should_stream", None)
         if job.status is S.QUEUED:
             await self._write(None, "start", "start")
@@ -661,10 +682,19 @@ class JobRunner:
     ) -> _Run:
         toolset = self._rt.toolset(expert, root=parent_id is None)
         run = _Run(run_id, expert, toolset, parent_id, parent_call_id)
-        self._runs[run_id] = run
+        self._add_run(run)
         if run.is_root:
             self._root = run
         return run
+
+    def _add_run(self, run: _Run) -> None:
+        """Keep ``run`` among the job's runs, in place of an earlier one of its id if any."""
+        runs = self._runs
+        for index, known in enumerate(runs):
+            if known.id == run.id:
+                runs[index] = run
+                return
+        runs.append(run)
 
     # ------------------------------------------------------------------ the loop
 
@@ -676,6 +706,9 @@ class JobRunner:
         # The task driving this run (the job's, or a child run's in a parallel delegation).
         task = asyncio.current_task()
         assert task is not None
+        provider = self._provider
+        assert provider is not None
+        watchdog = self._watchdog
         while True:
             if self._steps_begun >= job.max_steps:
                 raise self._steps_exhausted()
@@ -684,7 +717,35 @@ class JobRunner:
             trace = self._trace
             if trace is not None:
                 trace.step(run.id, run.parent_id, run.expert_key, self._steps_begun + 1)
-            response = await self._generate(run, task)
+            request = run.request
+            if (
+                trace is None
+                and request is not None
+                and request.messages is run.messages
+                and not self._bus.deltas
+                and self._should_stream is None
+            ):
+                # The common generation's first attempt, here rather than in _generate (a coroutine
+                # less per step): not traced, not streamed; a failed attempt goes on in _generate.
+                if self.cancel_requested:
+                    raise _Canceled
+                watchdog.arm(task, self._timeout)
+                try:
+                    response = await provider.generate(request)
+                    if not response.parts:
+                        raise _empty_output(response)
+                except (Exception, asyncio.CancelledError) as failed:
+                    response = await self._generate(run, task, failed)
+                except BaseException:
+                    watchdog.disarm(task)
+                    raise
+                else:
+                    watchdog.disarm(task)
+                    run.retry_count = 0
+                    unsaved = run.unsaved
+                    run.unsaved = response.usage if unsaved is ZERO_USAGE else unsaved + response.usage
+            else:
+                response = await self._generate(run, task)
             if self._steps_begun >= job.max_steps:
                 # A parallel run of the job took the last step while this one was generating.
                 raise self._steps_exhausted()
@@ -722,6 +783,9 @@ class JobRunner:
                 if trace is not None:
                     called = trace.tool(run.id, call, called)
                 content, is_error = await called
+                # A finished coroutine is still a few hundred bytes: not kept while the job waits
+                # for its next generation.
+                del called
                 if len(content) > self._max_result:
                     content = clip_result(content, self._max_result)
                 result = ToolResult(call.id, call.name, content, is_error)
@@ -882,7 +946,11 @@ class JobRunner:
 
     # ------------------------------------------------------------------ generation with retries
 
-    async def _generate(self, run: _Run, task: asyncio.Task[Any]) -> GenerationResponse:
+    async def _generate(
+        self, run: _Run, task: asyncio.Task[Any], failed: BaseException | None = None
+    ) -> GenerationResponse:
+        """The run's next response, retrying failed attempts (``failed``: how a first attempt made
+        by the caller failed, its deadline still armed; it is handled as this loop's first)."""
         job = self.job
         provider = self._provider
         assert provider is not None
@@ -903,30 +971,29 @@ class JobRunner:
                 run.expert.key,
                 run.output_schema,
             )
-        watchdog = self._rt.watchdog
+        watchdog = self._watchdog
         timeout = self._timeout
         trace = self._trace
         span = None
         streamed = False  # whether the attempt in flight streams (its timeout is an idle one)
         while True:
-            if self.cancel_requested:
-                raise _Canceled
-            if trace is not None:
-                span = trace.generation(run.id, request)
-            watchdog.arm(task, timeout)
+            if failed is None:
+                if self.cancel_requested:
+                    raise _Canceled
+                if trace is not None:
+                    span = trace.generation(run.id, request)
+                watchdog.arm(task, timeout)
             try:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
                 streamed = (self._bus.deltas or self._should_stream is not None) and self._streams(request)
                 if streamed:
                     response = await self._streamed(run, request, task, timeout)
                 else:
                     response = await provider.generate(request)
                 if not response.parts:
-                    raise ProviderError(
-                        "the model returned no output",
-                        kind="empty_output",
-                        usage=response.usage,
-                        provider=response.provider,
-                    )
+                    raise _empty_output(response)
             except asyncio.CancelledError:
                 if not watchdog.fired(task):
                     raise
@@ -1116,7 +1183,7 @@ class JobRunner:
         job = self.job
         run = _Run(root_run_id(job.id), _NO_EXPERT, _NO_TOOLS, None, None)
         run.expert_key = job.expert_key
-        self._runs[run.id] = run
+        self._add_run(run)
         self._root = run
         if job.checkpoint_seq:
             checkpoint = (await self._store.latest_checkpoints(job.id)).get(run.id)
@@ -1173,19 +1240,21 @@ class JobRunner:
         if status is S.QUEUED or status is S.REQUEST_INTERACTIVE_TOOL_RESULT or status is _DELEGATING:
             job.waiting_since = self._clock.now()
         if self._bus.active:
-            self._events.append(
-                JobEvent(
-                    "transition",
-                    job.id,
-                    run.id if run else None,
-                    job.expert_key,
-                    job.current_step,
-                    self._clock.now(),
-                    status,
-                    before,
-                    trigger,
-                )
+            event = JobEvent(
+                "transition",
+                job.id,
+                run.id if run else None,
+                job.expert_key,
+                job.current_step,
+                self._clock.now(),
+                status,
+                before,
+                trigger,
             )
+            if self._events is None:
+                self._events = [event]
+            else:
+                self._events.append(event)
 
     async def _write(
         self,
@@ -1237,7 +1306,7 @@ class JobRunner:
                 )
                 self._released = release
             except StaleJobVersion:
-                self._events.clear()
+                self._events = None
                 await self._lost_race(force)
             except Exception:
                 self._torn = _TornWrite(run, checkpoint, kind, new_step, step_usage, tuple(absorbed))
@@ -1259,8 +1328,6 @@ class JobRunner:
     def _prices(self, checkpoint: Checkpoint) -> bool:
         """Whether ``checkpoint`` is where the job ends (not a pause, not a hand-back to the
         queue), ``price_final_checkpoint`` asks for its cost there and the price table is installed."""
-        from expert_jobs.engine.pricing import prices_available
-
         return (
             checkpoint.kind == "stop"
             and checkpoint.status in _ENDS
@@ -1278,8 +1345,6 @@ class JobRunner:
         follow-up, a resume, a re-claim) its earlier checkpoints are read back and each priced with
         its step's model. The cost is optional: a failure to work it out is logged and never fails
         the job."""
-        from expert_jobs.engine.pricing import TierReached, job_cost, price_usage_sum
-
         job = self.job
         try:
             cost: Cost | None = None
@@ -1287,8 +1352,8 @@ class JobRunner:
             if not by_step:
                 model, provider = self._served_by()
                 try:
-                    cost = price_usage_sum(job.usage, model, provider=provider, at=final.created_at)
-                except TierReached:
+                    cost = _pricing.price_usage_sum(job.usage, model, provider=provider, at=final.created_at)
+                except _pricing.TierReached:
                     by_step = True
             if by_step:
                 earlier: list[Checkpoint] = []
@@ -1298,7 +1363,7 @@ class JobRunner:
                     earlier.extend(page)
                     if not page or len(earlier) >= total:
                         break
-                cost = job_cost(job, [*earlier, final])
+                cost = _pricing.job_cost(job, [*earlier, final])
         except Exception:
             _log.warning("job %s: could not price its final checkpoint", final.job_id, exc_info=True)
             return final
@@ -1326,7 +1391,7 @@ class JobRunner:
         if new_step:
             job.total_steps += 1
             job.current_step = job.total_steps
-        absorbed = self._runs.values() if absorb_all else (run,) if run is not None else ()
+        absorbed = self._runs if absorb_all else (run,) if run is not None else ()
         step_usage = ZERO_USAGE
         job_usage = job.usage
         # When the job's usage is the very object of the only run that reported (a job of one run),
@@ -1393,7 +1458,7 @@ class JobRunner:
     def _publish_written(
         self, run: _Run | None, checkpoint: Checkpoint | None, kind: str, new_step: bool, step_usage: Usage
     ) -> None:
-        events, self._events = self._events, []
+        events, self._events = self._events, None
         if new_step:
             self._emit(run, "step", {"usage": step_usage.to_wire()})
         if checkpoint is not None:
@@ -1403,8 +1468,9 @@ class JobRunner:
                 cost = checkpoint.cost
                 detail["cost"] = None if cost is None else cost.to_wire()
             self._emit(run, "checkpoint", detail)
-        for event in events:
-            self._bus.publish(event)
+        if events is not None:
+            for event in events:
+                self._bus.publish(event)
 
     async def _lost_race(self, force: bool) -> None:
         fresh = await self._store.get(self.job.id)
@@ -1463,6 +1529,13 @@ def _most_urgent(failures: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(error, kind):
                 return error
     return flat[0]
+
+
+def _empty_output(response: GenerationResponse) -> ProviderError:
+    """The error of a response without any part."""
+    return ProviderError(
+        "the model returned no output", kind="empty_output", usage=response.usage, provider=response.provider
+    )
 
 
 def _unexpected_provider_error(exc: Exception) -> ProviderError:

@@ -458,20 +458,27 @@ class Runtime:
         if claimed is None:
             job = await self.get(job_id)
             raise CannotContinue(job_id, job.status, "the job is not queued or another worker holds it")
-        return await self.execute(claimed, worker_id)
+        return await JobRunner(self, claimed, worker_id).run()  # what execute does, a frame less
 
     async def execute(self, job: Job, worker_id: str) -> Job:
-        """Run a job this worker has claimed (used by :class:`Worker` and :meth:`drive`)."""
-        runner = JobRunner(self, job, worker_id)
-        self._active[job.id] = runner
+        """Run a job this worker has claimed (what :meth:`drive` and :class:`Worker` do: the
+        worker's task for the job is the runner's ``run()`` itself, one coroutine less per job)."""
+        return await JobRunner(self, job, worker_id).run()
+
+    def runner_started(self, runner: JobRunner) -> None:
+        """``runner``'s run starts (called by it): it is this runtime's active runner of its job
+        (cancel requests and lease renewals reach it) until :meth:`runner_ended`, and the lease
+        heartbeat runs."""
+        self._active[runner.job.id] = runner
         heartbeat = self._heartbeat
         if heartbeat is None or heartbeat.done() or heartbeat.get_loop() is not asyncio.get_running_loop():
             self._heartbeat = asyncio.create_task(self._renew_leases(), name="expert-jobs-leases")
-        try:
-            return await runner.run()
-        finally:
-            if self._active.get(job.id) is runner:
-                del self._active[job.id]
+
+    def runner_ended(self, runner: JobRunner) -> None:
+        """``runner``'s run ended, however (called by it): it is no longer active."""
+        job_id = runner.job.id
+        if self._active.get(job_id) is runner:
+            del self._active[job_id]
 
     async def _renew_leases(self) -> None:
         """While runners are active here: renew their leases every third of the lease time, abandon

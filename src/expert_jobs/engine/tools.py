@@ -233,7 +233,7 @@ class Tool:
             # The deadline passed but the tool swallowed its cancellation and answered: keep the
             # answer, and take the cancellation back so it does not hit what runs next.
             task.uncancel()
-        return _render(result), False
+        return (result if type(result) is str else _render(result)), False
 
     async def _timed(self, parsed: dict[str, Any], limit: float, threads: Executor | None) -> ToolOutcome:
         """A direct call under a deadline, without the engine's watchdog: ``asyncio.timeout``."""

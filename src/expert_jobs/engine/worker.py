@@ -11,6 +11,7 @@ from typing import Any
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.status import JobStatus
+from expert_jobs.engine.runner import JobRunner
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.sweeper import sweep
 
@@ -99,7 +100,10 @@ class Worker:
         return claimed
 
     def _launch(self, job: Job) -> None:
-        task = asyncio.create_task(self.runtime.execute(job, self.worker_id), name=f"expert-job-{job.id}")
+        # The runner's run is the task's coroutine (what Runtime.execute awaits, without its frame:
+        # a job in flight keeps one coroutine less alive).
+        runner = JobRunner(self.runtime, job, self.worker_id)
+        task = asyncio.create_task(runner.run(), name=f"expert-job-{job.id}")
         self._running[job.id] = task
         task.add_done_callback(self._finished)
 

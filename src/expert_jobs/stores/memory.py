@@ -31,10 +31,9 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
-        self._checkpoints: dict[str, list[Checkpoint]] = {}
-        self._checkpoint_by_id: dict[str, Checkpoint] = {}
-        self._latest: dict[str, dict[str, Checkpoint]] = {}
-        self._history: dict[tuple[str, str], list[Message]] = {}
+        self._checkpoints: dict[str, builtins.list[Checkpoint]] = {}
+        # A checkpoint by id, a run's history and its latest checkpoint are read from the job's
+        # checkpoints (only a resumed or inspected job reads them): nothing else kept per step.
         self._queue: list[tuple[float, str]] = []
         self._in_queue: dict[str, float] = {}
         self._leased: list[tuple[float, str]] = []
@@ -60,10 +59,7 @@ class MemoryStore:
             raise StoreError(f"job {job.id} already exists")
         job.version = 0
         self._jobs[job.id] = job.copy()
-        self._checkpoints[job.id] = []
-        self._latest[job.id] = {}
-        if checkpoint is not None:
-            self._append(checkpoint)
+        self._checkpoints[job.id] = [] if checkpoint is None else [checkpoint]
         if job.status is _QUEUED:
             self._enqueue(job)
 
@@ -88,7 +84,7 @@ class MemoryStore:
         if stored.version != expected_version:
             raise StaleJobVersion(job.id, expected_version, stored.version)
         if checkpoint is not None:
-            self._append(checkpoint)
+            self._checkpoints[checkpoint.job_id].append(checkpoint)
         # A save writes the job's state into the stored job, in place; the identity is fixed at
         # creation, and the lease belongs to claim/renew/release (the caller gets it back).
         copy_state(job, stored)
@@ -101,17 +97,6 @@ class MemoryStore:
             self._enqueue(stored)
         else:
             self._in_queue.pop(job.id, None)
-
-    def _append(self, checkpoint: Checkpoint) -> None:
-        self._checkpoints[checkpoint.job_id].append(checkpoint)
-        self._checkpoint_by_id[checkpoint.id] = checkpoint
-        self._latest[checkpoint.job_id][checkpoint.run_id] = checkpoint
-        if checkpoint.new_messages:
-            key = (checkpoint.job_id, checkpoint.run_id)
-            history = self._history.get(key)
-            if history is None:
-                history = self._history[key] = []
-            history.extend(checkpoint.new_messages)
 
     async def list(self, query: JobQuery) -> tuple[builtins.list[Job], int]:
         """One page of the application's jobs and the total matching."""
@@ -133,8 +118,11 @@ class MemoryStore:
 
     async def get_checkpoint(self, job_id: str, checkpoint_id: str) -> Checkpoint | None:
         """One checkpoint of the job, or ``None``."""
-        checkpoint = self._checkpoint_by_id.get(checkpoint_id)
-        return checkpoint if checkpoint is not None and checkpoint.job_id == job_id else None
+        checkpoints = self._checkpoints.get(job_id, [])
+        for index in range(len(checkpoints) - 1, -1, -1):  # the latest ones are asked most
+            if checkpoints[index].id == checkpoint_id:
+                return checkpoints[index]
+        return None
 
     async def list_checkpoints(
         self, job_id: str, *, take: int = 100, skip: int = 0, after_seq: int | None = None
@@ -148,17 +136,19 @@ class MemoryStore:
 
     async def latest_checkpoints(self, job_id: str) -> dict[str, Checkpoint]:
         """The latest checkpoint of every run of the job."""
-        return dict(self._latest.get(job_id, {}))
+        return {checkpoint.run_id: checkpoint for checkpoint in self._checkpoints.get(job_id, ())}
 
     async def load_history(
         self, job_id: str, run_id: str, *, upto_seq: int | None = None
     ) -> builtins.list[Message]:
         """A run's messages up to and including checkpoint ``upto_seq`` (all if ``None``)."""
-        history = self._history.get((job_id, run_id), [])
+        checkpoints = self._checkpoints.get(job_id, [])
+        # The run's checkpoints' new messages, in the order they were saved.
+        history = [m for c in checkpoints if c.run_id == run_id for m in c.new_messages]
         if upto_seq is None:
-            return list(history)
+            return history
         count = 0
-        for checkpoint in self._checkpoints.get(job_id, []):
+        for checkpoint in checkpoints:
             if checkpoint.seq > upto_seq:
                 break
             if checkpoint.run_id == run_id:
