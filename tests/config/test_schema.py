@@ -121,6 +121,9 @@ def test_the_engine_limits_reach_the_settings(load: Load) -> None:
     unlimited = build_settings(load("[engine]\ntoolTimeout = false\nmaxToolResultChars = false\n"))
     assert unlimited.tool_timeout is unlimited.job_timeout is unlimited.max_tool_result_chars is None
     defaults = build_settings(load(""))
+    assert defaults.stream_timeout == 3600.0
+    assert build_settings(load("[engine]\nstreamTimeout = 90\n")).stream_timeout == 90.0
+    assert build_settings(load("[engine]\nstreamTimeout = false\n")).stream_timeout is None
     assert (defaults.tool_timeout, defaults.tool_threads) == (300.0, 32)
     assert (defaults.job_timeout, defaults.max_tool_result_chars) == (None, 100_000)
     assert defaults.price_final_checkpoint is True

@@ -11,7 +11,7 @@ import pytest
 
 from expert_jobs import Fail, FakeClock, Reply, RuntimeSettings, ScriptedProvider, ToolCalls, Usage
 from expert_jobs.domain.deltas import TextDelta, ThinkingDelta, ToolCallStartDelta, UsageDelta
-from expert_jobs.domain.errors import JobNotFound
+from expert_jobs.domain.errors import JobNotFound, UsageError
 from expert_jobs.domain.events import JobEvent
 from expert_jobs.domain.messages import AssistantMessage, TextPart
 from expert_jobs.domain.status import JobStatus
@@ -195,6 +195,44 @@ async def test_a_stream_that_goes_quiet_times_out_and_is_retried() -> None:
     assert retry.detail is not None
     assert retry.detail["error"]["kind"] == "timeout"
     assert "idle for 0.1 s" in retry.detail["error"]["message"]
+
+
+class Endless(Stalling):
+    """A lively stream that never ends: a delta every (fake) second, forever."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__([], 0.0)
+        self.clock = clock
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+        self.calls += 1
+        try:
+            while True:
+                await self.clock.sleep(1.0)
+                yield TextDelta("more ")
+        finally:
+            self.closed += 1
+
+
+async def test_a_stream_that_never_ends_is_cut_at_the_stream_timeout() -> None:
+    clock = FakeClock()
+    settings = RuntimeSettings(stream_timeout=30.0, backoff_base=0.0)
+    runtime = make_runtime([], settings=settings, clock=clock)
+    provider = Endless(clock)
+    runtime.providers = provider
+    runtime.events.subscribe(lambda event: None, deltas=True)
+    job = await asyncio.wait_for(runtime.run("main@1.0.0", "q", max_retries=1), 5)
+    assert job.status is S.FAILED and job.error is not None
+    assert job.error.kind == "timeout" and "stream_timeout" in job.error.message
+    assert provider.calls == 2 and provider.closed == 2  # both attempts cut, their streams closed
+    assert 60.0 <= clock.monotonic() < 65.0  # 30 s each, not a delta more
+
+
+def test_the_stream_timeout_is_a_positive_number_or_none() -> None:
+    assert RuntimeSettings(stream_timeout=None).stream_timeout is None
+    for wrong in (0, -1.0, float("nan"), True):
+        with pytest.raises(UsageError, match="stream_timeout"):
+            RuntimeSettings(stream_timeout=wrong)
 
 
 async def test_a_cancel_abandons_the_stream_at_once() -> None:

@@ -74,6 +74,7 @@ def build_settings(config: Config) -> RuntimeSettings:
         tool_timeout=engine.tool_timeout or None,
         tool_threads=engine.tool_threads,
         job_timeout=engine.job_timeout or None,
+        stream_timeout=engine.stream_timeout or None,
         max_tool_result_chars=engine.max_tool_result_chars or None,
         price_final_checkpoint=engine.price_final_checkpoint,
     )

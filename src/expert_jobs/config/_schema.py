@@ -350,8 +350,9 @@ class EngineConfig(ConfigModel):
     the API.
 
     An expiry of ``false`` means never; a limit of ``false`` (``toolTimeout``, ``jobTimeout``,
-    ``maxToolResultChars``) means none. Durations are finite numbers of seconds; ``0``, a negative
-    number or ``true`` where a positive one (or ``false``) is expected is an error naming the key.
+    ``streamTimeout``, ``maxToolResultChars``) means none. Durations are finite numbers of seconds;
+    ``0``, a negative number or ``true`` where a positive one (or ``false``) is expected is an error
+    naming the key.
     ``priceFinalCheckpoint`` (``true``/``false``, default ``true``) is
     ``RuntimeSettings.price_final_checkpoint``.
     """
@@ -368,10 +369,11 @@ class EngineConfig(ConfigModel):
     tool_timeout: float | Literal[False] = 300.0
     tool_threads: Whole = Field(32, ge=1)
     job_timeout: float | Literal[False] = False
+    stream_timeout: float | Literal[False] = 3600.0
     max_tool_result_chars: int | Literal[False] = Field(100_000)
     price_final_checkpoint: StrictBool = True
 
-    @field_validator("tool_timeout", "job_timeout", "max_tool_result_chars", mode="before")
+    @field_validator("tool_timeout", "job_timeout", "stream_timeout", "max_tool_result_chars", mode="before")
     @classmethod
     def _limit_or_false(cls, value: Any) -> Any:
         # Before pydantic's lax parsing, which would read 0 as false and true as 1.
@@ -379,7 +381,7 @@ class EngineConfig(ConfigModel):
             raise ValueError("must be a positive number, or false for no limit")
         return value
 
-    @field_validator("tool_timeout", "job_timeout")
+    @field_validator("tool_timeout", "job_timeout", "stream_timeout")
     @classmethod
     def _finite(cls, value: float | Literal[False]) -> float | Literal[False]:
         if value is not False and not math.isfinite(value):

@@ -1083,6 +1083,9 @@ class JobRunner:
         # The status does not change while the run generates (a cancel ends the stream).
         job_id, run_id, expert_key, status = job.id, run.id, job.expert_key, job.status
         step = self._steps_begun + 1
+        limit = self._settings.stream_timeout
+        monotonic = self._clock.monotonic
+        deadline = _INF if limit is None else monotonic() + limit
         stream = streaming.stream(request)
         response: GenerationResponse | None = None
         try:
@@ -1091,6 +1094,10 @@ class JobRunner:
                 if isinstance(item, GenerationResponse):
                     response = item
                     break
+                if monotonic() > deadline:
+                    raise ProviderError(
+                        f"generation stream still going after {limit:g} s (stream_timeout)", kind="timeout"
+                    )
                 if bus.deltas:  # the listeners may all leave mid-stream
                     bus.publish_delta(delta_event(job_id, run_id, expert_key, step, now(), status, item))
         finally:

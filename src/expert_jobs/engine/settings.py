@@ -26,6 +26,9 @@ class RuntimeSettings:
     - ``generation_timeout``: seconds one model call may take before it counts as a retryable
       failure (300). When the call streams (someone listens for deltas, or the provider asks for
       it), it is an idle timeout instead: the seconds allowed between two chunks of the stream.
+    - ``stream_timeout``: the most seconds a streamed generation may take in all (3,600), however
+      lively its stream: past it the generation is a retryable ``timeout`` failure, so a stream
+      that never ends (a provider looping) cannot hold a job. ``None``: no limit.
     - ``backoff_base`` / ``backoff_max``: exponential backoff between failed attempts
       (``base * 2**(n-1)``, capped, times a jitter in [0.5, 1]); a provider's ``Retry-After`` wins
       when longer, up to ``retry_after_max``.
@@ -66,6 +69,7 @@ class RuntimeSettings:
     default_max_retries: int = 5
     default_temperature: float = 0.0
     generation_timeout: float = 300.0
+    stream_timeout: float | None = 3600.0
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 600.0
@@ -83,7 +87,7 @@ class RuntimeSettings:
     price_final_checkpoint: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("tool_timeout", "job_timeout"):
+        for name in ("tool_timeout", "job_timeout", "stream_timeout"):
             seconds = getattr(self, name)
             if seconds is not None and not _positive_number(seconds):
                 raise UsageError(
