@@ -221,6 +221,19 @@ def _tidy(amount: Decimal) -> Decimal:
     return amount.quantize(_ONE) if amount == amount.to_integral_value() else amount
 
 
+def _priceable_by(
+    prices: ModuleType, usage: Usage, model: str, provider: str | None, at: float | None
+) -> tuple[str | None, datetime] | None:
+    """The table's provider id for ``model`` and the time to price at, or ``None`` when ``usage``
+    cannot be priced (inconsistent counters, a model the table does not know)."""
+    if not _priceable(usage):
+        return None
+    provider_id = _provider_id(model, provider)
+    if not _known(model, provider_id, prices):
+        return None
+    return provider_id, datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+
+
 def price_usage(
     usage: Usage, model: str, *, provider: str | None = None, at: float | None = None
 ) -> Cost | None:
@@ -238,12 +251,10 @@ def price_usage(
     :class:`PricesUnavailable` without the ``prices`` extra.
     """
     prices = _genai_prices()
-    if not _priceable(usage):
+    found = _priceable_by(prices, usage, model, provider, at)
+    if found is None:
         return None
-    provider_id = _provider_id(model, provider)
-    if not _known(model, provider_id, prices):
-        return None
-    when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    provider_id, when = found
     try:
         quick = _quick_price(usage, model, provider_id, when, prices)
         if quick is not None:
@@ -284,12 +295,10 @@ def price_usage_sum(
     the model's first tier (one request might be) or its prices are not per token, and
     :class:`PricesUnavailable` without the ``prices`` extra."""
     prices = _genai_prices()
-    if not _priceable(usage):
+    found = _priceable_by(prices, usage, model, provider, at)
+    if found is None:
         return None
-    provider_id = _provider_id(model, provider)
-    if not _known(model, provider_id, prices):
-        return None
-    when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    provider_id, when = found
     try:
         cost = _quick_price(usage, model, provider_id, when, prices)
     except LookupError:

@@ -31,6 +31,7 @@ from typing import Any
 from expert_jobs.domain.errors import StaleJobVersion, StoreError
 from expert_jobs.stores import _sqlite_child
 from expert_jobs.stores._sqlite_child import Pipe
+from expert_jobs.stores._sqlite_writer import deliver
 
 __all__ = ["ProcessWriter"]
 
@@ -38,16 +39,6 @@ _CHILD = _sqlite_child.__file__
 _STOP = None
 _Pending = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop]
 _Result = tuple["asyncio.Future[Any]", BaseException | None, Any]
-
-
-def _deliver(results: list[_Result]) -> None:
-    for future, error, value in results:
-        if future.done():  # the caller gave up (cancelled); the work may still have been committed
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
 
 
 class ProcessWriter:
@@ -226,7 +217,7 @@ class ProcessWriter:
                     by_loop.setdefault(loop, []).append((future, error, value))
                 for loop, results in by_loop.items():
                     with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                        loop.call_soon_threadsafe(_deliver, results)
+                        loop.call_soon_threadsafe(deliver, results)
         finally:
             self._inbox.close()
             self._on_exit()
@@ -251,7 +242,7 @@ class ProcessWriter:
             by_loop.setdefault(loop, []).append((future, StoreError(str(error)), None))
         for loop, results in by_loop.items():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, results)
+                loop.call_soon_threadsafe(deliver, results)
 
     def _error(self, failure: tuple[str, tuple[Any, ...]]) -> StoreError:
         kind, args = failure

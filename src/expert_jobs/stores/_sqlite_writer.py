@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 from expert_jobs.domain.errors import StoreError
 
-__all__ = ["GroupCommitWriter", "GroupedOperation", "Operation"]
+__all__ = ["GroupCommitWriter", "GroupedOperation", "Operation", "deliver"]
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -64,7 +64,9 @@ _Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
 _STOP = None
 
 
-def _deliver(outcomes: list[_Outcome]) -> None:
+def deliver(outcomes: list[_Outcome]) -> None:
+    """Settle each caller's future with its outcome (on the caller's loop: a ``call_soon_threadsafe``
+    target); a future whose caller gave up is left alone."""
     for future, error, value in outcomes:
         if future.done():  # the caller gave up (cancelled); the work may still have been committed
             continue
@@ -180,7 +182,7 @@ class GroupCommitWriter:
             by_loop.setdefault(loop, []).append((future, error, value))
         for loop, results in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_deliver, results)
+                loop.call_soon_threadsafe(deliver, results)
 
     def _run_one(
         self, conn: sqlite3.Connection, item: _Item
