@@ -32,7 +32,7 @@ from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.cost import Cost, format_cost
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.messages import AssistantMessage
-from expert_jobs.domain.models import MODELS
+from expert_jobs.domain.models import DEFAULT_MODEL, MODELS
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 
@@ -43,6 +43,7 @@ __all__ = [
     "TierReached",
     "format_cost",
     "job_cost",
+    "load_prices",
     "price_usage",
     "price_usage_sum",
     "prices_available",
@@ -97,6 +98,17 @@ def _genai_prices() -> ModuleType:
 def prices_available() -> bool:
     """Whether the ``genai-prices`` package (the price table) can be imported."""
     return _installed() is not None
+
+
+def load_prices() -> bool:
+    """Import the price table and read it once (≈ 0.25 s, once per process), so that the first job
+    end priced does not pay it on the event loop; run it in a thread. Returns whether the table is
+    there."""
+    prices = _installed()
+    if prices is None:
+        return False
+    _known(DEFAULT_MODEL, _provider_id(DEFAULT_MODEL, None), prices)
+    return True
 
 
 def _provider_id(model: str, provider: str | None) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 from expert_jobs.domain.ids import new_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.status import JobStatus
+from expert_jobs.engine.pricing import load_prices
 from expert_jobs.engine.runner import JobRunner
 from expert_jobs.engine.runtime import Runtime
 from expert_jobs.engine.sweeper import sweep
@@ -135,7 +136,14 @@ class Worker:
         await sweep(runtime)
 
     async def start(self) -> None:
-        """Start claiming in the background (and sweeping); the runtime renews the leases."""
+        """Start claiming in the background (and sweeping); the runtime renews the leases. With
+        ``price_final_checkpoint`` on, the price table is loaded first, in a thread, so that the
+        first job end does not stall the event loop loading it."""
+        if self.runtime.settings.price_final_checkpoint:
+            try:
+                await asyncio.to_thread(load_prices)
+            except Exception:  # a broken table: jobs still run, their cost says unknown
+                _log.exception("worker %s: loading the price table failed", self.worker_id)
         await self.recover()
         self._stopping = False
         self._tasks = [
