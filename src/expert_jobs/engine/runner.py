@@ -1087,6 +1087,8 @@ class JobRunner:
         monotonic = self._clock.monotonic
         deadline = _INF if limit is None else monotonic() + limit
         stream = streaming.stream(request)
+        if self._trace is not None:
+            stream = self._trace.streaming(run_id, stream)
         response: GenerationResponse | None = None
         try:
             async for item in stream:
@@ -1123,6 +1125,8 @@ class JobRunner:
             job = self.job
             run.invalid_outputs += 1
             count = run.invalid_outputs
+            if self._trace is not None:
+                self._trace.invalid_output(run.id, count, count <= job.max_retries)
             if count > job.max_retries:
                 raise _RunFailed(
                     JobError(

@@ -15,9 +15,15 @@ The spans of one run of a job (a runner's ``run()``: until it completes, pauses,
   span's W3C ``traceparent`` (``Checkpoint.traceparent``), which the job's next run reads back
   when it restores the checkpoint;
 - ``step {n}`` per step of each run (``expert_jobs.step``, ``expert_jobs.run.id``), with an
-  ``expert_jobs.retry`` event per retried generation (attempt, error kind, backoff delay);
-- ``chat {model}`` per generation attempt (kind CLIENT): request model and temperature, response
-  model, ``gen_ai.provider.name``, ``gen_ai.usage.*`` (input, output, cached input, reasoning),
+  ``expert_jobs.retry`` event per retried generation (attempt, error kind, backoff delay) and an
+  ``expert_jobs.output.invalid`` event per answer that is not valid structured output (attempt,
+  whether it is sent back to the model; not the reason, which may quote the answer);
+- ``chat {model}`` per generation attempt (kind CLIENT): request model and temperature, the
+  requested output (``gen_ai.output.type`` ``json`` and ``expert_jobs.output.schema``, the
+  schema's name, when an output schema is asked for), whether it streamed
+  (``expert_jobs.generation.streamed``; then the seconds to the stream's first chunk,
+  ``expert_jobs.generation.time_to_first_chunk_s``), response model, ``gen_ai.provider.name``,
+  ``gen_ai.usage.*`` (input, output, cache read, cache creation when non-zero, reasoning),
   ``gen_ai.response.finish_reasons``; a failed attempt has status ERROR and ``error.type``;
 - ``execute_tool {name}`` per ordinary tool call (``gen_ai.tool.name``, ``gen_ai.tool.call.id``),
   status ERROR when the model gets an error result; the span is the current one while an ``async``
@@ -31,8 +37,8 @@ from __future__ import annotations
 import importlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
@@ -53,6 +59,8 @@ INSTRUMENTATION_NAME = "expert_jobs"
 # Our providers' names -> the conventions' well-known gen_ai.provider.name values.
 _PROVIDER_NAMES = {"google": "gcp.gemini", "gemini": "gcp.gemini"}
 _FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED})
+
+_T = TypeVar("_T")
 
 
 def _load_otel() -> Any:
@@ -140,6 +148,7 @@ class JobTrace:
     """The open spans of one run of a job; the runner calls it at its hook points."""
 
     __slots__ = (
+        "_attempts",
         "_attributes",
         "_generations",
         "_job_id",
@@ -174,6 +183,7 @@ class JobTrace:
         self._steps: dict[str, Span] = {}  # run id -> its current step's span
         self._runs: dict[str, Span] = {}  # child run id -> its span
         self._generations: set[Span] = set()  # attempts in flight
+        self._attempts: dict[str, Span] = {}  # run id -> its latest generation attempt's span
 
     def open(self, traceparent: str | None) -> Span:
         """Start the run's span (once; later calls return it), linked to the previous run's span:
@@ -260,6 +270,11 @@ class JobTrace:
             attributes["gen_ai.request.temperature"] = request.temperature
         if request.max_output_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = request.max_output_tokens
+        schema = request.output_schema
+        if schema is not None:
+            attributes["gen_ai.output.type"] = "json"
+            attributes["expert_jobs.output.schema"] = schema.name
+        attributes["expert_jobs.generation.streamed"] = False  # streaming() says otherwise
         span = self._tracer.start_span(
             f"chat {request.model}",
             context=self._context(self._current(run_id)),
@@ -267,7 +282,19 @@ class JobTrace:
             attributes=attributes,
         )
         self._generations.add(span)
+        self._attempts[run_id] = span
         return span
+
+    def streaming(self, run_id: str, stream: AsyncIterator[_T]) -> AsyncIterator[_T]:
+        """The generation attempt of ``run_id`` in flight streams through ``stream``: mark its
+        span streamed, and return ``stream`` timed (its first item sets the span's
+        ``expert_jobs.generation.time_to_first_chunk_s``). Closing the timed stream closes
+        ``stream``."""
+        span = self._attempts.get(run_id)
+        if span is None:  # no attempt of that run traced: nothing to time
+            return stream
+        span.set_attribute("expert_jobs.generation.streamed", True)
+        return _TimedStream(span, stream)
 
     def generated(self, span: Span, response: GenerationResponse) -> None:
         """The attempt succeeded: its response's model, provider, usage and finish reason."""
@@ -302,6 +329,20 @@ class JobTrace:
                 "expert_jobs.retry.delay_s": delay,
                 "error.type": error.kind,
                 "exception.message": str(error),
+            },
+        )
+
+    def invalid_output(self, run_id: str, attempt: int, retried: bool) -> None:
+        """An answer of ``run_id`` is not valid structured output: an ``expert_jobs.output.invalid``
+        event on the step's span (the ``attempt``-th invalid answer in a row; ``retried``: the
+        reason goes back to the model, else the run fails with error kind ``invalid_output``). The
+        reason is not recorded: it may quote the answer, and answers are never recorded."""
+        self._current(run_id).add_event(
+            "expert_jobs.output.invalid",
+            {
+                "expert_jobs.retry.attempt": attempt,
+                "expert_jobs.output.retried": retried,
+                "error.type": "invalid_output",
             },
         )
 
@@ -341,6 +382,7 @@ class JobTrace:
 
     def end_run(self, run_id: str, state: str, error: JobError | None) -> None:
         """A delegate's child run ended (``state``: completed or failed)."""
+        self._attempts.pop(run_id, None)
         step = self._steps.pop(run_id, None)
         if step is not None:
             step.end()
@@ -360,6 +402,7 @@ class JobTrace:
             span.set_attribute("error.type", "abandoned")
             span.end()
         self._generations.clear()
+        self._attempts.clear()
         for step in self._steps.values():
             step.end()
         self._steps.clear()
@@ -387,9 +430,43 @@ def _add_provider(attributes: dict[str, Any], provider: str) -> None:
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
-    return {
+    attributes: dict[str, Any] = {
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
         "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
         "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
     }
+    if usage.cache_write_tokens:
+        # Counted inside input_tokens, as the conventions want it.
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+    return attributes
+
+
+class _TimedStream(AsyncIterator[_T]):
+    """A stream that sets its span's time to first chunk when its first item arrives."""
+
+    __slots__ = ("_span", "_start", "_stream")
+
+    def __init__(self, span: Span, stream: AsyncIterator[_T]) -> None:
+        self._span = span
+        self._stream = stream
+        self._start: float | None = time.perf_counter()
+
+    def __aiter__(self) -> _TimedStream[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        item = await self._stream.__anext__()
+        start = self._start
+        if start is not None:
+            self._start = None
+            self._span.set_attribute(
+                "expert_jobs.generation.time_to_first_chunk_s", time.perf_counter() - start
+            )
+        return item
+
+    async def aclose(self) -> None:
+        """Close the underlying stream (an async generator's ``aclose``), if it can be."""
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
