@@ -43,7 +43,7 @@ NAMESPACE = _module()
 KIT = (
     "ScriptedProvider", "TestProvider", "FunctionProvider", "FakeClock", "scripts_for", "run_until_settled",
     "run_histories", "turns_for", "arguments_for", "LifecycleStateMachine", "next_status", "start_requests",
-    "invalid_start_requests",
+    "invalid_start_requests", "valid_answers", "invalid_answers",
 )  # fmt: skip
 
 

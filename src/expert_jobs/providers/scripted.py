@@ -5,7 +5,7 @@
 - :class:`FunctionProvider` answers with a function of the request (the one-function fake).
 - :class:`TestProvider` calls every declared tool once with schema-valid arguments, then answers.
 
-``ScriptedProvider`` and ``FunctionProvider`` also stream (each is a
+``ScriptedProvider``, ``FunctionProvider`` and ``TestProvider`` also stream (each is a
 :class:`~expert_jobs.ports.provider.StreamingProvider`): ``stream(request)`` yields the response
 ``generate(request)`` would return as deltas (:func:`response_deltas`: text and thinking in chunks
 of ``stream_chunk_chars`` characters, each tool call as a start and its JSON arguments in chunks,
@@ -446,13 +446,31 @@ def example_arguments(schema: Mapping[str, Any]) -> Any:
 
 class TestProvider:
     """Calls every declared tool once (in parallel, schema-valid arguments), then answers with
-    a JSON summary of the results — like the test models other frameworks ship."""
+    a JSON summary of the results — like the test models other frameworks ship. For an expert with
+    an output schema the answer is a small value of that schema instead.
+
+    :meth:`stream` yields the same response as :func:`response_deltas` of ``stream_chunk_chars``
+    characters, then the response, as :class:`ScriptedProvider` does."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, *, final_text: str | None = None, usage: Usage = DEFAULT_TURN_USAGE) -> None:
+    def __init__(
+        self,
+        *,
+        final_text: str | None = None,
+        usage: Usage = DEFAULT_TURN_USAGE,
+        stream_chunk_chars: int = DEFAULT_STREAM_CHUNK_CHARS,
+    ) -> None:
         self._final_text = final_text
         self._usage = usage
+        self._chunk_chars = _check_chunk_chars(stream_chunk_chars)
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
+        """What :meth:`generate` answers, as deltas and then the response itself."""
+        response = await self.generate(request)
+        for delta in response_deltas(response, self._chunk_chars):
+            yield delta
+        yield response
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         """First turn: call the tools; afterwards: answer."""
@@ -467,7 +485,12 @@ class TestProvider:
         for message in request.messages:
             for result in getattr(message, "results", ()):
                 results[result.name] = result.content
-        text = self._final_text if self._final_text is not None else json.dumps(results, sort_keys=True)
+        if self._final_text is not None:
+            text = self._final_text
+        elif request.output_schema is not None:  # an answer of the shape asked for
+            text = json.dumps(example_arguments(request.output_schema.json_schema))
+        else:
+            text = json.dumps(results, sort_keys=True)
         return GenerationResponse(
             (TextPart(text or "done"),), "stop", self._usage, None, request.model, "test"
         )

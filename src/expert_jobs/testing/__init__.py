@@ -16,7 +16,8 @@ Needs hypothesis (``pip install 'expert-jobs[testing]'``); ``import expert_jobs`
     @given(start_requests(expert_key="writer@1.0.0"))
     def test_my_api_starts_jobs(body): ...
 
-Your expert: :func:`scripts_for`, :func:`turns_for`, :func:`arguments_for`, and to state
+Your expert: :func:`scripts_for`, :func:`turns_for`, :func:`arguments_for`, for an expert with
+an output schema :func:`valid_answers` and :func:`invalid_answers`, and to state
 invariants :func:`run_until_settled` and :func:`run_histories`. The domain: :func:`statuses`,
 :func:`triggers`, :func:`legal_trigger_sequences`, :func:`illegal_triggers_for`, :func:`ids`,
 :func:`invalid_ids`, :func:`expert_keys`, :func:`invalid_expert_keys`, :func:`start_requests`,
@@ -33,10 +34,12 @@ from expert_jobs.testing._scripts import (
     NON_RETRYABLE_KINDS,
     RETRYABLE_KINDS,
     arguments_for,
+    invalid_answers,
     run_histories,
     run_until_settled,
     scripts_for,
     turns_for,
+    valid_answers,
 )
 from expert_jobs.testing._statemachine import LifecycleStateMachine
 from expert_jobs.testing._strategies import (
@@ -64,6 +67,7 @@ __all__ = [
     "expert_keys",
     "ids",
     "illegal_triggers_for",
+    "invalid_answers",
     "invalid_expert_keys",
     "invalid_ids",
     "invalid_start_requests",
@@ -76,4 +80,5 @@ __all__ = [
     "triggers",
     "turns_for",
     "usages",
+    "valid_answers",
 ]

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
+from pydantic_core import to_jsonable_python
 
 from expert_jobs.domain.errors import PROVIDER_ERROR_KINDS, ProviderError, UsageError
 from expert_jobs.domain.messages import Message
+from expert_jobs.domain.output import WRAPPER_KEY, OutputInvalid, OutputSpec, output_json, output_spec
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import Usage
 from expert_jobs.ports.provider import ToolDeclaration
@@ -38,10 +40,12 @@ __all__ = [
     "NON_RETRYABLE_KINDS",
     "RETRYABLE_KINDS",
     "arguments_for",
+    "invalid_answers",
     "run_histories",
     "run_until_settled",
     "scripts_for",
     "turns_for",
+    "valid_answers",
 ]
 
 RETRYABLE_KINDS: tuple[str, ...] = tuple(sorted(ProviderError.RETRYABLE_KINDS))
@@ -351,6 +355,60 @@ def _calls(
     return tuple(calls)
 
 
+_NOT_OF_THE_SCHEMA = ("[]", "42", '"an answer"', "null", "true", "[1, 2]")
+"""JSON texts no output schema accepts (an output schema's root is always an object)."""
+
+
+def _fenced(text: str) -> SearchStrategy[str]:
+    """``text``, or ``text`` in a Markdown code fence (which models add and the check tolerates)."""
+    return st.sampled_from([text, f"```json\n{text}\n```"])
+
+
+def valid_answers(output: Any, values: SearchStrategy[Any] | None = None) -> SearchStrategy[str]:
+    """Answer texts that are valid output for ``output`` (an :class:`~expert_jobs.OutputSpec`, a
+    type pydantic validates or a JSON schema mapping): JSON of a value drawn from ``values`` (your
+    strategy of outputs: pydantic models, dataclasses or JSON values of the declared shape), or by
+    default from :func:`arguments_for` of the spec's schema; wrapped as ``{"result": ...}`` when the
+    spec is; now and then in a Markdown code fence. Values the spec refuses (a ``values`` strategy
+    off the declared shape, a schema :func:`arguments_for` reads more loosely than pydantic) are
+    filtered out."""
+    spec = _spec_of(output, "valid_answers")
+    if values is None:
+        texts = arguments_for(spec.json_schema).map(output_json)
+    else:
+        made = values.map(to_jsonable_python)
+        texts = made.map(lambda v: output_json({WRAPPER_KEY: v} if spec.wrapped else v))
+    return texts.filter(lambda text: _is_valid(spec, text)).flatmap(_fenced)
+
+
+def invalid_answers(output: Any) -> SearchStrategy[str]:
+    """Answer texts that are not valid output for ``output`` (see :func:`valid_answers`): prose
+    (not JSON), a JSON value of the wrong type (an array, a number, a string, ``null``...), or a
+    valid answer cut short. Each is refused by the spec, so each is one invalid answer."""
+    spec = _spec_of(output, "invalid_answers")
+    prose = _text(1, 40).map(lambda words: "Here is the answer: " + words)
+    cut = arguments_for(spec.json_schema).map(lambda v: output_json(v)[:-1])
+    return st.one_of(prose, st.sampled_from(_NOT_OF_THE_SCHEMA), cut)
+
+
+def _spec_of(output: Any, where: str) -> OutputSpec:
+    try:
+        spec = output_spec(output)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {output!r} is not an output schema: {exc}") from exc
+    if spec is None:
+        raise UsageError(f"{where}: an output schema is required, got None")
+    return spec
+
+
+def _is_valid(spec: OutputSpec, text: str) -> bool:
+    try:
+        spec.parse(text)
+    except OutputInvalid:
+        return False
+    return True
+
+
 def turns_for(
     tools: Iterable[Any],
     *,
@@ -363,6 +421,10 @@ def turns_for(
     invalid_calls: bool = False,
     final: bool = True,
     max_tokens: int = 2_000,
+    broken_streams: bool = True,
+    output: Any = None,
+    outputs: SearchStrategy[Any] | None = None,
+    invalid_outputs: bool = True,
 ) -> SearchStrategy[list[Turn]]:
     """Scripts for one expert: lists of turns a :class:`~expert_jobs.ScriptedProvider` plays.
 
@@ -377,6 +439,15 @@ def turns_for(
     ``ScriptedProvider(..., sleep=clock.sleep)`` and a :class:`~expert_jobs.FakeClock`).
     ``invalid_calls`` mixes in the mistakes models make: unknown tools, missing or mistyped
     arguments. Every turn reports a usage of at most ``max_tokens`` input and output tokens.
+
+    ``broken_streams`` (the default) gives some failures a ``partial=`` reply or tool-call turn: a
+    stream that breaks mid-way after some deltas (``generate`` just fails).
+
+    ``output`` (an :class:`~expert_jobs.OutputSpec`, a type pydantic validates or a JSON schema) is
+    the expert's output schema: the final reply is then a valid answer (:func:`valid_answers`, of
+    ``outputs`` if given), and with ``invalid_outputs`` (the default) replies that are not valid
+    output (:func:`invalid_answers`) come among the first turns: the engine sends each back to the
+    model, and more than ``maxRetries`` of them in a row fail the job (``invalid_output``).
     """
     declared = _declared(tools)
     if not 0 <= min_turns <= max_turns:
@@ -389,36 +460,50 @@ def turns_for(
     unknown = [k for k in kinds if k not in FAILURE_KINDS]
     if unknown:
         raise UsageError(f"turns_for: unknown failure kinds {unknown}; known: {', '.join(FAILURE_KINDS)}")
+    if outputs is not None and output is None:
+        raise UsageError("turns_for: outputs= needs output=, the schema they are valid for")
+    spec = None if output is None else _spec_of(output, "turns_for")
     usage = _usages(max_tokens)
     words = _text(1, 40)
     maybe_thinking = st.none() | words if thinking else st.none()
     delay = st.just(0.0) | st.floats(0, delays) if delays > 0 else st.just(0.0)
+    calls = st.builds(
+        ToolCalls,
+        _calls(tuple(declared), max_calls, invalid_calls),
+        text=st.none() | words,
+        usage=usage,
+        thinking=maybe_thinking,
+        delay=delay,
+    )
     options: list[SearchStrategy[Turn]] = []
     if declared:
-        options.append(
-            st.builds(
-                ToolCalls,
-                _calls(tuple(declared), max_calls, invalid_calls),
-                text=st.none() | words,
-                usage=usage,
-                thinking=maybe_thinking,
-                delay=delay,
-            )
-        )
+        options.append(calls)
     if kinds:
-        options.append(
-            st.builds(
-                Fail,
-                st.sampled_from(kinds),
-                message=words,
-                retry_after=st.none() | st.floats(0, 5),
-                usage=st.none() | usage,
-                delay=delay,
-            )
-        )
+        broken: SearchStrategy[Reply | ToolCalls | None] = st.none()
+        if broken_streams:
+            partials: list[SearchStrategy[Reply | ToolCalls]] = [
+                st.builds(Reply, words, usage=usage, thinking=maybe_thinking)
+            ]
+            if declared:
+                partials.append(calls)
+            broken = st.none() | st.one_of(partials)
+        fail_options: dict[str, SearchStrategy[Any]] = {
+            "message": words,
+            "retry_after": st.none() | st.floats(0, 5),
+            "usage": st.none() | usage,
+            "delay": delay,
+        }
+        if broken_streams:  # only then, so scripts without it draw as they always did
+            fail_options["partial"] = broken
+        options.append(st.builds(Fail, st.sampled_from(kinds), **fail_options))
     if invalid_calls and not declared:
         options.append(st.builds(ToolCalls, _calls((), 1, True), usage=usage))
-    ending = st.builds(Reply, words, usage=usage, thinking=maybe_thinking, delay=delay)
+    answers = words if spec is None else valid_answers(spec, outputs)
+    if spec is not None and invalid_outputs:
+        options.append(
+            st.builds(Reply, invalid_answers(spec), usage=usage, thinking=maybe_thinking, delay=delay)
+        )
+    ending = st.builds(Reply, answers, usage=usage, thinking=maybe_thinking, delay=delay)
     if not options:
         return st.lists(ending, min_size=1, max_size=1) if final else st.just([])
     body = st.lists(st.one_of(options), min_size=min_turns, max_size=max_turns)
@@ -442,6 +527,8 @@ def _expert_of(runtime: Runtime, expert: str | ExpertDefinition | None) -> Exper
 def scripts_for(
     runtime: Runtime,
     expert: str | ExpertDefinition | None = None,
+    *,
+    outputs: SearchStrategy[Any] | Mapping[str, SearchStrategy[Any]] | None = None,
     **options: Any,
 ) -> SearchStrategy[dict[str, list[Turn]]]:
     """Scripts for a job of ``expert`` on ``runtime``: ``{expert key: turns}`` for the expert and
@@ -450,8 +537,13 @@ def scripts_for(
     The expert's turns call its function tools, its interactive tools and its delegates (with a
     ``query``); each delegate's call its own tools and delegates (delegates have no interactive
     tools). ``options`` are :func:`turns_for`'s (``max_turns``, ``failures``, ``delays``,
-    ``invalid_calls``...). The runtime is only read; run each example on a fresh one.
+    ``invalid_calls``, ``broken_streams``, ``invalid_outputs``...). An expert with an output schema
+    (its definition's ``output``) ends on a valid answer and may give invalid ones before it;
+    ``outputs`` draws its valid outputs: a strategy (for ``expert``) or a mapping from expert key to
+    strategy. The runtime is only read; run each example on a fresh one.
     """
+    if "output" in options:
+        raise UsageError("scripts_for: each expert's output schema comes from its definition; drop output=")
     root = _expert_of(runtime, expert)
     order: list[tuple[ExpertDefinition, bool]] = [(root, True)]
     seen = {root.key}
@@ -464,8 +556,25 @@ def scripts_for(
             if delegate.key not in seen:
                 seen.add(delegate.key)
                 order.append((delegate, False))
+    chosen: Mapping[str, SearchStrategy[Any]]
+    if outputs is None:
+        chosen = {}
+    elif isinstance(outputs, SearchStrategy):
+        chosen = {root.key: outputs}
+    else:
+        chosen = outputs
+    for key in chosen:
+        if key not in seen:
+            raise UsageError(f"scripts_for: outputs for {key!r}, not an expert of this job")
+        if next(each for each, _ in order if each.key == key).output is None:
+            raise UsageError(f"scripts_for: outputs for {key!r}, which declares no output schema")
     parts = {
-        each.key: turns_for(runtime.toolset(each, root=is_root).declarations, **options)
+        each.key: turns_for(
+            runtime.toolset(each, root=is_root).declarations,
+            output=each.output,
+            outputs=chosen.get(each.key),
+            **options,
+        )
         for each, is_root in order
     }
     return st.fixed_dictionaries(parts)
