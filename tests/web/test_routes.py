@@ -304,3 +304,38 @@ def test_the_lifecycle_drawing_has_every_status_and_every_edge_of_the_machine() 
         )
     )
     assert highlighted == {"resume", "cancel", "expire"}
+
+
+async def test_a_busy_engine_does_not_make_the_jobs_page_read_the_store_at_every_event(env: Env) -> None:
+    import asyncio
+
+    from expert_jobs.domain.events import JobEvent
+    from expert_jobs.transports.web import DashboardSettings, create_dashboard
+
+    settings = DashboardSettings(poll_interval=60.0, min_look_interval=0.25, stream_seconds=1.0)
+    app = create_dashboard(env.service, settings)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    assert (await client.post("/login", data={"key": env.keys["a"]})).status_code == 303
+    looks = 0
+    browse = env.service.browse
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal looks
+        looks += 1
+        return await browse(*args, **kwargs)  # type: ignore[arg-type]
+
+    env.service.browse = counted  # type: ignore[method-assign]
+    event = JobEvent("transition", "x" * 24, None, "asker@1.0.0", 1, 0.0, S.PROCESSING)
+
+    async def busy_engine() -> None:
+        for _ in range(400):  # 400 events in about a second
+            env.service.runtime.events.publish(event)
+            await asyncio.sleep(0.0025)
+
+    engine = asyncio.create_task(busy_engine())
+    answer = await client.get("/events")
+    await engine
+    await client.aclose()
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    # One look to start, then at most one per 0.25 s over the stream's second, not one per event.
+    assert 2 <= looks <= 7, looks

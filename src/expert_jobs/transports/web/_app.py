@@ -68,6 +68,8 @@ class DashboardSettings:
 
     ``page_size``: jobs per page. ``poll_interval``: seconds between two looks at the store while
     a page is open (the engine's events wake it sooner when the worker runs in this process).
+    ``min_look_interval``: the least seconds between two looks however many events arrive (a
+    busy engine wakes every open jobs page at each step).
     ``max_checkpoints``: the most checkpoints a job's timeline shows (its latest ones).
     ``search_depth``: how many of the newest jobs a text search looks through.
     ``stream_seconds``: how long one live-update connection lasts before the browser opens another.
@@ -79,6 +81,7 @@ class DashboardSettings:
         *,
         page_size: int = 25,
         poll_interval: float = 1.0,
+        min_look_interval: float = 0.25,
         max_checkpoints: int = 500,
         search_depth: int = 1_000,
         stream_seconds: float = 600.0,
@@ -86,10 +89,11 @@ class DashboardSettings:
     ) -> None:
         if not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be 1..100, got {page_size}")
-        if poll_interval <= 0 or stream_seconds <= 0:
-            raise ValueError("poll_interval and stream_seconds must be positive")
+        if poll_interval <= 0 or stream_seconds <= 0 or min_look_interval < 0:
+            raise ValueError("poll_interval and stream_seconds must be positive, min_look_interval >= 0")
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.min_look_interval = min_look_interval
         self.max_checkpoints = max(100, max_checkpoints)
         self.search_depth = max(100, search_depth)
         self.stream_seconds = stream_seconds
@@ -357,8 +361,9 @@ def create_dashboard(service: ExpertJobsService, settings: DashboardSettings | N
 
     async def list_events(request: Request, session: Session) -> Response:
         """Server-sent events for the jobs page: ``changed`` whenever the newest jobs the principal
-        sees change (a new job, a status, a step), found by looking again at every engine event
-        and every ``poll_interval``."""
+        sees change (a new job, a status, a step), found by looking again after engine events and
+        every ``poll_interval``; at most every ``min_look_interval`` however busy the engine (each
+        look is a store read, per open page)."""
         wake: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
 
         def on_event(event: JobEvent) -> None:
@@ -377,9 +382,14 @@ def create_dashboard(service: ExpertJobsService, settings: DashboardSettings | N
                 ends = loop.time() + conf.stream_seconds
                 quiet = 0.0
                 yield "retry: 2000\n\n"
+                looked = loop.time()
                 while loop.time() < ends:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.get(), timeout=conf.poll_interval)
+                    rest = looked + conf.min_look_interval - loop.time()
+                    if rest > 0:
+                        await asyncio.sleep(rest)
+                    looked = loop.time()
                     now = await fingerprint()
                     if now != seen:
                         seen, quiet = now, 0.0
