@@ -32,13 +32,14 @@ figures that are negative, not whole numbers or above :data:`MAX_CALL_TOKENS`) i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.metadata
 import json
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 
@@ -57,6 +58,7 @@ __all__ = [
     "MIN_SDK_VERSIONS",
     "PDF_MEDIA_TYPE",
     "PROVIDER_ENV_VARS",
+    "STREAM_DRAIN_SECONDS",
     "AdapterBase",
     "InvalidResponse",
     "build_response",
@@ -64,6 +66,7 @@ __all__ = [
     "check_sdk_version",
     "check_usage",
     "data_url",
+    "drain_stream",
     "dump_arguments",
     "dump_usage",
     "error_from_status",
@@ -595,3 +598,20 @@ def build_response(
             usage=usage,
         )
     return GenerationResponse(tuple(parts), finish_reason, usage, raw_usage, model, provider)
+
+
+STREAM_DRAIN_SECONDS = 0.5
+"""How long a stream whose answer is complete may take to reach its end (so that its connection is
+reused); a stream still open then is closed."""
+
+
+async def drain_stream(events: AsyncIterator[object]) -> None:
+    """Read what follows a stream's terminal event (normally only the end of the body) within
+    :data:`STREAM_DRAIN_SECONDS`, so the connection can be reused. The answer is complete, so a
+    failure here (the time, the connection failing after the answer) changes nothing."""
+    try:
+        async with asyncio.timeout(STREAM_DRAIN_SECONDS):
+            async for _ in events:
+                pass
+    except Exception:
+        pass

@@ -49,7 +49,6 @@ the model alone decides (see :func:`structured_output_mode`); the adapter option
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -97,6 +96,7 @@ from expert_jobs.providers._common import (
     InvalidResponse,
     build_response,
     check_sdk_version,
+    drain_stream,
     dump_usage,
     error_from_status,
     expect_type,
@@ -158,9 +158,6 @@ _OUTPUT_TOOL_DESCRIPTION = (
     "have the answer, instead of answering in text."
 )
 
-_DRAIN_SECONDS = 0.5
-"""How long the end of a body may take to arrive after ``message_stop`` (read so the connection is
-reused); a stream still open then is closed, the answer being complete."""
 
 _FINISH_REASONS: Mapping[str, FinishReason] = {
     "end_turn": "stop",
@@ -352,7 +349,7 @@ class AnthropicProvider(AdapterBase):
                     if reader.final is not None:
                         break
                 if reader.final is not None:
-                    await _drain(events)
+                    await drain_stream(events)
         except anthropic.APIStatusError as exc:
             raise self._classify(exc) from exc
         except Exception as exc:
@@ -613,17 +610,6 @@ class _StreamReader:
         if isinstance(event, types.RawMessageStopEvent):
             self.final = stream.current_message_snapshot
         return []
-
-
-async def _drain(events: AsyncIterator[object]) -> None:
-    """Read what follows ``message_stop`` (normally only the end of the body) within
-    :data:`_DRAIN_SECONDS`; the answer is complete, so a failure here changes nothing."""
-    try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in events:
-                pass
-    except Exception:  # TimeoutError, or the connection failing after the answer
-        pass
 
 
 def _answer(arguments: object) -> TextPart:

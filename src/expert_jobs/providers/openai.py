@@ -34,9 +34,8 @@ reading a stream so that it is always closed.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -79,6 +78,7 @@ from expert_jobs.providers._common import (
     build_response,
     check_sdk_version,
     data_url,
+    drain_stream,
     dump_arguments,
     dump_usage,
     error_from_status,
@@ -150,9 +150,6 @@ _STREAM_ERROR_KINDS: Mapping[str, ProviderErrorKind] = {
 }
 """Error codes and types an error event inside a stream may carry (the HTTP status was already 200)."""
 
-_DRAIN_SECONDS = 0.5
-"""How long a stream whose answer is complete may take to reach its end (so that its connection is
-reused); a stream still open then is closed."""
 
 _TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
 _SCHEMA_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
@@ -243,18 +240,6 @@ async def sdk_events(provider: str, stream: openai.AsyncStream[_T]) -> AsyncGene
             yield event
     finally:
         await stream.close()
-
-
-async def _drain(events: AsyncIterator[object]) -> None:
-    """Read what follows a stream's terminal event (normally only the end of the body), within
-    :data:`_DRAIN_SECONDS`, so the connection can be reused; the answer is complete, so a failure
-    here changes nothing."""
-    try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in events:
-                pass
-    except (TimeoutError, ProviderError):
-        pass
 
 
 def strict_schema_ok(schema: Mapping[str, Any]) -> bool:
@@ -393,7 +378,7 @@ class OpenAIProvider(AdapterBase):
                 for delta in state.feed(event):
                     yield delta
                 if state.final is not None:
-                    await _drain(iterator)
+                    await drain_stream(iterator)
                     break
         final = state.final
         if final is None:
