@@ -121,10 +121,13 @@ async def test_cancel_seen_by_a_worker_in_another_process_through_the_store() ->
     runtime.providers = FunctionProvider(answer)
     job = await runtime.submit("main@1.0.0", "q")
     task = asyncio.create_task(runtime.drive(job.id))
-    for _ in range(1000):  # let the runner reach its second model call
+    # Let the runner reach its second model call (after a sync tool's trip to a thread: polled
+    # on the clock, not for a number of loop passes, which a busy machine can outlast).
+    for _ in range(2000):
         if calls >= 2:
             break
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.005)
+    assert calls == 2
     other = await runtime.store.get(job.id)
     assert other is not None
     other.fire("cancel")

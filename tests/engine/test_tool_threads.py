@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 from collections.abc import Iterator
 
@@ -137,3 +138,93 @@ async def test_shutting_down_cancels_queued_calls_and_refuses_new_ones(gate: thr
         threads.call_soon(_echo, {"value": 2})
     gate.set()
     assert await asyncio.wait_for(busy, BOUND) is True
+
+
+class _LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """A loop that cannot watch sockets (as Windows' proactor loop cannot)."""
+
+    def add_reader(self, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+
+def test_a_loop_that_cannot_watch_sockets_is_woken_by_call_soon_threadsafe() -> None:
+    threads = ToolThreads(2)
+
+    async def many() -> list[object]:
+        futures = [threads.call_soon(_echo, {"value": n}) for n in range(50)]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), BOUND))
+
+    loop = _LoopWithoutReaders()
+    try:
+        assert loop.run_until_complete(many()) == list(range(50))
+    finally:
+        loop.close()
+    threads.shutdown()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_a_new_loop_does_not_leak_the_last_loops_socket_pair() -> None:
+    threads = ToolThreads(1)
+
+    async def once() -> object:
+        return await asyncio.wait_for(threads.call_soon(_echo, {"value": 1}), BOUND)
+
+    asyncio.run(once())  # the thread and its bell exist from here on
+    before = _open_descriptors()
+    for _ in range(30):
+        assert asyncio.run(once()) == 1
+    # Each loop's socket pair is closed when the next loop calls (the last one's stays open).
+    assert _open_descriptors() <= before + 2
+    threads.shutdown()
+
+
+def test_shutting_down_ends_idle_threads_and_closes_their_sockets() -> None:
+    threads = ToolThreads(3, name="bell-pool")
+
+    async def burst() -> list[object]:
+        futures = [threads.call_soon(_echo, {"value": n}) for n in range(30)]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), BOUND))
+
+    assert asyncio.run(burst()) == list(range(30))
+    pool = [t for t in threading.enumerate() if t.name.startswith("bell-pool")]
+    assert 1 <= len(pool) <= 3
+    threads.shutdown(wait=False)
+    for thread in pool:
+        thread.join(BOUND)
+        assert not thread.is_alive()
+
+
+async def test_calls_keep_being_answered_while_threads_go_idle_and_wake() -> None:
+    # Alternates single calls (a thread goes idle between them) and bursts (calls queued while
+    # threads are busy or about to sleep): a lost wake-up would leave a call unanswered.
+    threads = ToolThreads(2)
+    for round_ in range(300):
+        if round_ % 3:
+            assert await asyncio.wait_for(threads.call_soon(_echo, {"value": round_}), BOUND) == round_
+        else:
+            futures = [threads.call_soon(_echo, {"value": n}) for n in range(5)]
+            assert await asyncio.wait_for(asyncio.gather(*futures), BOUND) == list(range(5))
+    assert threads.started <= 2
+    threads.shutdown()
+
+
+def test_submit_from_many_threads_at_once() -> None:
+    threads = ToolThreads(3)
+    answers: list[list[int]] = [[] for _ in range(6)]
+
+    def submitter(k: int) -> None:
+        futures = [threads.submit(_echo, k * 1000 + n) for n in range(100)]
+        answers[k] = [f.result(BOUND) for f in futures]  # type: ignore[misc]
+
+    workers = [threading.Thread(target=submitter, args=(k,)) for k in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(BOUND)
+    assert answers == [[k * 1000 + n for n in range(100)] for k in range(6)]
+    assert threads.started <= 3
+    threads.shutdown()
