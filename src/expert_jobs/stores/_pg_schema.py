@@ -97,7 +97,15 @@ def _v1(s: str) -> tuple[str, ...]:
     )
 
 
-MIGRATIONS = (_v1,)
+def _v2(s: str) -> tuple[str, ...]:
+    # A step save updates the job row in place (a HOT update: no new index entries) only if the
+    # new version fits on the row's page. At fillfactor 80, W2 (12,000 updates, of which ~9,000
+    # change no indexed column) made ~8,000 HOT updates; at 65, ~8,900. The setting applies to the
+    # pages filled from now on: no rewrite, only a brief lock.
+    return (f"ALTER TABLE {s}.jobs SET (fillfactor = 65)",)
+
+
+MIGRATIONS = (_v1, _v2)
 """Functions of the quoted schema name giving the statements from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

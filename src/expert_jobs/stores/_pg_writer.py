@@ -14,24 +14,34 @@ is simply absent from the statement's result, not an error. A job with an operat
 no second one before the first committed, so one job's writes keep their order and two batches of
 one process never wait on each other's row locks. If the server refuses a statement (a duplicate
 checkpoint id, a deadlock it broke) the batch rolls back as a whole and each of its operations is
-retried alone, so the error reaches only its own caller. If the connection breaks instead, whether
-the commit happened is unknown: every operation of the batch fails with ``StoreError``.
+retried alone, so the error reaches only its own caller (so is a batch holding a value psycopg
+cannot send). If the connection breaks instead, whether the commit happened is unknown: every
+operation of the batch fails with ``StoreError``.
+
+Server work per batch is kept small: the arrays go in PostgreSQL's binary format with their exact
+types (:func:`encode_array`: no casts, JSON parsed once), and every statement is prepared on its
+connection at first use (parsed and analysed once per connection, not per batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap, Dumper
+from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from expert_jobs.domain.errors import StoreError
 
-__all__ = ["BulkStatement", "GroupCommitWriter", "Op", "Row"]
+__all__ = ["BulkStatement", "GroupCommitWriter", "Op", "Row", "encode_array", "register_arrays"]
 
 _log = logging.getLogger("expert_jobs.stores.postgres")
 
@@ -54,21 +64,168 @@ class Op:
 class BulkStatement:
     """A set-based statement for many operations of one kind.
 
-    ``sql`` takes one array per job-side value, then (if ``checkpoint_width``) one array per
-    checkpoint value, and returns one row per job it wrote, the job id first.
+    ``sql`` takes one array per job-side value (of the SQL types ``types``), then one array per
+    checkpoint value (``checkpoint_types``), and returns one row per job it wrote, the job id first.
     """
 
     sql: str
-    width: int
-    checkpoint_width: int = 0
+    types: tuple[str, ...]
+    checkpoint_types: tuple[str, ...] = ()
 
-    def params(self, ops: Sequence[Op]) -> list[list[Any]]:
-        """The array parameters: the operations' values, column by column."""
-        columns: list[list[Any]] = [[op.values[i] for op in ops] for i in range(self.width)]
-        if self.checkpoint_width:
+    def params(self, ops: Sequence[Op]) -> list[Any]:
+        """The array parameters: the operations' values, column by column, each array already in
+        PostgreSQL's binary format where it can be (see :func:`encode_array`)."""
+        columns = list(zip(*(op.values for op in ops), strict=True))
+        params = [
+            encode_array(sql_type, column) for sql_type, column in zip(self.types, columns, strict=True)
+        ]
+        if self.checkpoint_types:
             checkpoints = [op.checkpoint for op in ops if op.checkpoint is not None]
-            columns += [[cp[i] for cp in checkpoints] for i in range(self.checkpoint_width)]
-        return columns
+            if checkpoints:
+                columns = list(zip(*checkpoints, strict=True))
+            else:
+                columns = [()] * len(self.checkpoint_types)
+            params += [
+                encode_array(sql_type, column)
+                for sql_type, column in zip(self.checkpoint_types, columns, strict=True)
+            ]
+        return params
+
+
+# -- arrays in PostgreSQL's binary format ----------------------------------------------------------
+#
+# psycopg dumps a list element by element in Python (a dumper lookup and a struct call each), and
+# a list of str goes as text[], which the statement then casts to json[] (PostgreSQL parses every
+# element twice over). Here a column becomes one bytes object of the exact array type with a few
+# C-level calls; the statement's casts are then no-ops. A value this fast path cannot take (an
+# int out of range, a float in an integer column, a non-str in a text column) leaves the whole
+# column to psycopg as before: the plain list, cast by the statement.
+
+
+class _Array:
+    """An array parameter already in PostgreSQL's binary array format (one subclass per array type,
+    each with its dumper: psycopg picks dumpers by class)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _TextArray(_Array):
+    __slots__ = ()
+
+
+class _JsonArray(_Array):
+    __slots__ = ()
+
+
+class _Int8Array(_Array):
+    __slots__ = ()
+
+
+class _Int4Array(_Array):
+    __slots__ = ()
+
+
+class _Float8Array(_Array):
+    __slots__ = ()
+
+
+class _BoolArray(_Array):
+    __slots__ = ()
+
+
+_I4 = struct.Struct(">i").pack
+_HEADER = struct.Struct(">iiiii").pack  # dimensions (1), has nulls, element oid, length, lower bound (1)
+_EMPTY = struct.Struct(">iii").pack  # dimensions (0), has nulls (0), element oid
+_NULL = _I4(-1)
+
+
+@dataclass(frozen=True, slots=True)
+class _ArrayType:
+    cls: type[_Array]
+    oid: int  # of the array type
+    element_oid: int
+    code: str  # struct code of a fixed-size element ("" for text)
+    size: int
+
+
+_ARRAY_TYPES: dict[str, _ArrayType] = {
+    "text": _ArrayType(_TextArray, 1009, 25, "", 0),
+    "json": _ArrayType(_JsonArray, 199, 114, "", 0),
+    "bigint": _ArrayType(_Int8Array, 1016, 20, "q", 8),
+    "integer": _ArrayType(_Int4Array, 1007, 23, "i", 4),
+    "float8": _ArrayType(_Float8Array, 1022, 701, "d", 8),
+    "boolean": _ArrayType(_BoolArray, 1000, 16, "?", 1),
+}
+
+_packers: dict[tuple[str, int], Callable[..., bytes]] = {}
+
+
+def _fixed_packer(code: str, count: int) -> Callable[..., bytes]:
+    packer = _packers.get((code, count))
+    if packer is None:
+        if len(_packers) > 4096:
+            _packers.clear()
+        packer = _packers[(code, count)] = struct.Struct(">iiiii" + f"i{code}" * count).pack
+    return packer
+
+
+def _encode(array: _ArrayType, column: Sequence[Any]) -> bytes:
+    count = len(column)
+    element = array.element_oid
+    if not count:
+        return _EMPTY(0, 0, element)
+    nulls = column.count(None)
+    if nulls == count:
+        return _HEADER(1, 1, element, count, 1) + _NULL * count
+    code = array.code
+    if code == "?" and any(type(value) is not bool for value in column if value is not None):
+        raise TypeError("not a bool")  # struct would take any value as a boolean
+    if nulls:
+        if code:
+            pack = struct.Struct(f">i{code}").pack
+            size = array.size
+            items = [_NULL if value is None else pack(size, value) for value in column]
+        else:
+            items = [_NULL if value is None else _I4(len(data := value.encode())) + data for value in column]
+        return _HEADER(1, 1, element, count, 1) + b"".join(items)
+    if code:
+        values = chain.from_iterable(zip(repeat(array.size), column))
+        return _fixed_packer(code, count)(1, 0, element, count, 1, *values)
+    encoded = list(map(str.encode, column))
+    lengths = map(_I4, map(len, encoded))
+    return _HEADER(1, 0, element, count, 1) + b"".join(
+        chain.from_iterable(zip(lengths, encoded, strict=True))
+    )
+
+
+def encode_array(sql_type: str, column: Sequence[Any]) -> Any:
+    """``column`` as a one-dimensional array of ``sql_type`` (a key of the store's column types:
+    ``text``, ``json``, ``bigint``, ``integer``, ``float8``, ``boolean``) in PostgreSQL's binary
+    format, or the plain list if a value does not fit that format (psycopg then sends it as before
+    and the statement's cast converts it, or the server refuses it)."""
+    array = _ARRAY_TYPES[sql_type]
+    try:
+        return array.cls(_encode(array, column))
+    except (TypeError, ValueError, OverflowError, struct.error):
+        return list(column)
+
+
+def register_arrays(adapters: AdaptersMap) -> None:
+    """Teach ``adapters`` to send the arrays :func:`encode_array` made as they are."""
+    for array in _ARRAY_TYPES.values():
+        dumper = type(f"{array.cls.__name__}Dumper", (_ArrayDumper,), {"oid": array.oid})
+        adapters.register_dumper(array.cls, dumper)
+
+
+class _ArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> Buffer:
+        data: bytes = obj.data
+        return data
 
 
 class GroupCommitWriter:
@@ -157,18 +314,28 @@ class GroupCommitWriter:
         for op in batch:
             groups.setdefault(op.kind, []).append(op)
         try:
+            statements = [
+                (self._sql(kind), self._statements[kind].params(ops)) for kind, ops in groups.items()
+            ]
             async with self._pool.connection() as conn:
-                if len(groups) == 1:
-                    ((kind, ops),) = groups.items()
-                    cur = await conn.execute(self._sql(kind), self._statements[kind].params(ops))
+                if len(statements) == 1:
+                    cur = await conn.execute(*statements[0], prepare=True)
                     results = [await cur.fetchall()]
                 else:
                     cursors = []
                     async with conn.pipeline(), conn.transaction():
-                        for kind, ops in groups.items():
-                            params = self._statements[kind].params(ops)
-                            cursors.append(await conn.execute(self._sql(kind), params))
+                        for sql, params in statements:
+                            cursors.append(await conn.execute(sql, params, prepare=True))
                     results = [await cur.fetchall() for cur in cursors]
+        except _UNSENDABLE as exc:
+            # A value psycopg cannot send (a lone surrogate in a text): refused before its statement
+            # left, so nothing of the batch was written. Each operation alone: only its owner fails.
+            if len(batch) == 1:
+                _fail(batch[0], StoreError(self._describe(batch[0].job_id, exc)))
+                return
+            for op in batch:
+                await self._run_alone(op)
+            return
         except psycopg.Error as exc:
             if exc.sqlstate is None:
                 # No answer from the server (the connection broke): whether the commit happened is
@@ -197,9 +364,13 @@ class GroupCommitWriter:
 
     async def _run_alone(self, op: Op) -> None:
         try:
+            params = self._statements[op.kind].params([op])
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._sql(op.kind), self._statements[op.kind].params([op]))
+                cur = await conn.execute(self._sql(op.kind), params, prepare=True)
                 rows = await cur.fetchall()
+        except _UNSENDABLE as exc:
+            _fail(op, StoreError(self._describe(op.job_id, exc)))
+            return
         except psycopg.Error as exc:
             _fail(op, StoreError(self._describe(op.job_id, exc)))
             if exc.sqlstate is None:
@@ -219,6 +390,9 @@ class GroupCommitWriter:
         self._wake.set()
         await asyncio.gather(*self._flushers, return_exceptions=True)
 
+
+_UNSENDABLE = (ValueError, TypeError, OverflowError)
+"""What psycopg raises, before sending anything, for a value it cannot send."""
 
 
 def _fail(op: Op, error: BaseException) -> None:

@@ -32,7 +32,7 @@ from expert_jobs.domain.job import Job, JobQuery
 from expert_jobs.domain.messages import Message, message_from_data
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.stores._pg_schema import migrate, quote_schema
-from expert_jobs.stores._pg_writer import BulkStatement, GroupCommitWriter, Row
+from expert_jobs.stores._pg_writer import BulkStatement, GroupCommitWriter, Row, register_arrays
 from expert_jobs.stores._rows import (
     INSERT_COLUMNS,
     JOB_COLUMNS,
@@ -92,8 +92,13 @@ _COLS = ", ".join(JOB_COLUMNS)
 _URL_OPTIONS = {"schema", "min_size", "max_size", "writers", "max_batch", "claim_batch"}
 
 
+def _types(columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_TYPES[c] for c in columns)
+
+
 def _arrays(columns: Sequence[str]) -> str:
-    # Binary parameters (%b): arrays of JSON text go over without text-array quoting.
+    # Binary parameters (%b), built by _pg_writer.encode_array with these exact types (the casts
+    # are then no-ops; they convert the plain lists psycopg sends when the fast path declines).
     return ", ".join(f"%b::{_TYPES[c]}[]" for c in columns)
 
 
@@ -283,7 +288,7 @@ class PostgresStore:
     def _connection_options(self) -> dict[str, Any]:
         from psycopg.conninfo import conninfo_to_dict
 
-        options: dict[str, Any] = {"autocommit": True}
+        options: dict[str, Any] = {"autocommit": True, "context": _adapters()}
         if "application_name" not in conninfo_to_dict(self.conninfo):
             options["application_name"] = "expert-jobs"  # what pg_stat_activity shows
         return options
@@ -300,10 +305,12 @@ class PostgresStore:
     async def _fetch(
         self, sql: str, params: Sequence[Any], *, what: str, retry: bool = True
     ) -> builtins.list[Row]:
-        """Run one statement on a pooled connection (a read, or a claim with ``retry=False``)."""
+        """Run one statement on a pooled connection (a read, or a claim with ``retry=False``). The
+        statement (one of :class:`_Statements`, fixed text) is prepared on the connection at first
+        use, not after psycopg's five."""
 
         async def run(conn: Any) -> builtins.list[Row]:
-            cur = await conn.execute(sql, params)
+            cur = await conn.execute(sql, params, prepare=True)
             rows: builtins.list[Row] = await cur.fetchall()
             return rows
 
@@ -594,11 +601,12 @@ class _Statements:
             " FROM unnest(%b::text[], %b::text[]) AS v(id, owner)"
             " WHERE t.id = v.id AND t.lease_owner = v.owner RETURNING t.id"
         )
+        checkpoint_types = ("text", "bigint", "text", "text", "json", "json")
         self.bulk: dict[str, BulkStatement] = {
-            "create": BulkStatement(create, len(insert_columns), 6),
-            "save": BulkStatement(save, len(save_columns), 6),
-            "renew": BulkStatement(renew, 3),
-            "release": BulkStatement(release, 2),
+            "create": BulkStatement(create, _types(insert_columns), checkpoint_types),
+            "save": BulkStatement(save, _types(save_columns), checkpoint_types),
+            "renew": BulkStatement(renew, ("text", "text", "float8")),
+            "release": BulkStatement(release, ("text", "text")),
         }
         # Claims and reads: one statement each, straight on a pooled connection.
         self.version = f"SELECT version FROM {jobs} WHERE id = %s"
@@ -633,6 +641,22 @@ class _Statements:
         self.history = (
             f"SELECT messages FROM {cps} WHERE job_id = %s AND run_id = %s AND seq <= %s ORDER BY seq"
         )
+
+
+_ADAPTERS: Any = None
+
+
+def _adapters() -> Any:
+    """psycopg's adapters plus the writer's binary arrays (see ``_pg_writer.encode_array``)."""
+    global _ADAPTERS
+    if _ADAPTERS is None:
+        import psycopg
+        from psycopg.adapt import AdaptersMap
+
+        adapters = AdaptersMap(psycopg.adapters)
+        register_arrays(adapters)
+        _ADAPTERS = adapters
+    return _ADAPTERS
 
 
 def _location(conninfo: str) -> str:
