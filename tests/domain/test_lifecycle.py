@@ -296,3 +296,52 @@ def test_the_lean_event_runs_machine_callbacks_and_reports_invalid_sources_when_
     assert calls == ["final"]
     # The lean path is the shared machine's: its events are the lean class.
     assert all(type(e) is lifecycle._LifecycleEvent for e in lifecycle._MACHINE.events.values())
+
+
+def test_fire_moves_a_job_exactly_as_the_shared_machine_s_event_does() -> None:
+    # fire's fast path sets the status read from the machine at import: every move of the table,
+    # because the shared machine has no callbacks; each must be what the machine's event does.
+    assert set(lifecycle._PLAIN_MOVES) == {(JobStatus(src), trigger) for src, trigger in MOVES}
+
+    class Model:
+        status: JobStatus
+
+    for (src, trigger), dst in MOVES.items():
+        by_machine = Model()
+        by_machine.status = JobStatus(src)
+        assert lifecycle._MACHINE.events[trigger].trigger(by_machine)
+        job = make_job(status=JobStatus(src))
+        assert fire(job, trigger) is by_machine.status is JobStatus(dst)
+        assert job.status is JobStatus(dst)
+
+
+def test_a_machine_with_callbacks_has_no_plain_moves() -> None:
+    # Where a callback would run, fire's fast path must not skip it: such a machine has none.
+    def machine(**callbacks: Any) -> Machine:
+        return lifecycle._LifecycleMachine(
+            model=None,
+            states=list(JobStatus),
+            initial=JobStatus.QUEUED,
+            transitions=[{"trigger": t, "source": list(s), "dest": d} for t, s, d in TRANSITIONS],
+            model_attribute="status",
+            auto_transitions=False,
+            **callbacks,
+        )
+
+    assert lifecycle._plain_moves(machine()) == lifecycle._PLAIN_MOVES
+    for callbacks in (
+        {"before_state_change": lambda: None},
+        {"after_state_change": lambda: None},
+        {"prepare_event": lambda: None},
+        {"finalize_event": lambda: None},
+        {"on_exception": lambda *a: None},
+        {"on_final": lambda: None},
+        {"queued": True},
+    ):
+        assert lifecycle._plain_moves(machine(**callbacks)) == {}, callbacks
+    with_enter = machine()
+    with_enter.get_state(JobStatus.PROCESSING).add_callback("enter", lambda: None)
+    assert lifecycle._plain_moves(with_enter) == {}
+    with_condition = machine()
+    with_condition.events["start"].transitions["QUEUED"][0].add_callback("before", lambda: None)
+    assert lifecycle._plain_moves(with_condition) == {}

@@ -15,9 +15,11 @@ __all__ = [
     "CheckpointIds",
     "ResourceId",
     "checkpoint_id",
+    "checkpoint_id_prefix",
     "derived_id",
     "is_id",
     "new_id",
+    "prefixed_checkpoint_id",
     "validate_id",
 ]
 
@@ -32,6 +34,7 @@ _TO_LETTER = bytes(ord(_LETTERS[b % 26]) if b < 234 else 0 for b in range(256))
 _NOT_SYMBOL = bytes(range(252, 256))
 _NOT_LETTER = bytes(range(234, 256))
 _urandom = os.urandom
+_blake2b = hashlib.blake2b
 
 
 def _encode(raw: bytes) -> str | None:
@@ -114,6 +117,21 @@ class CheckpointIds:
         return self._prefix + format(seq, "08x")
 
 
+def checkpoint_id_prefix(job_id: str) -> str:
+    """What every checkpoint id of the job ``job_id`` starts with (see :func:`checkpoint_id`)."""
+    return job_id[:15] + "c"
+
+
+def prefixed_checkpoint_id(prefix: str, seq: int) -> str:
+    """:func:`checkpoint_id` of the job whose :func:`checkpoint_id_prefix` is ``prefix``: for a
+    writer that keeps the prefix (a string, where a :class:`CheckpointIds` is one more object)."""
+    if 0 <= seq < _FORMATTED_SEQS:
+        return prefix + _SEQ_TEXT[seq]
+    if not 0 <= seq <= _MAX_CHECKPOINT_SEQ:
+        raise ValueError(f"checkpoint sequence {seq} is outside 0..{_MAX_CHECKPOINT_SEQ}")
+    return prefix + format(seq, "08x")
+
+
 _MAX_CHECKPOINT_SEQ = 0xFFFFFFFF
 # Formatting an int is most of an id's cost (~2,000 of 4,000 instructions); most jobs write fewer
 # than 256 checkpoints, and 256 short strings are 16 KiB.
@@ -126,9 +144,12 @@ def derived_id(*parts: str | int) -> str:
 
     Same parts, same id: a step repeated after a crash writes the same checkpoint id again.
     """
-    seed = "\x1f".join([str(p) for p in parts]).encode()
+    if len(parts) == 2 and type(parts[0]) is str and type(parts[1]) is str:
+        seed = (parts[0] + "\x1f" + parts[1]).encode()  # the engine's (a job's root run, a child's)
+    else:
+        seed = "\x1f".join([str(p) for p in parts]).encode()
     while True:
-        digest = hashlib.blake2b(seed, digest_size=64).digest()
+        digest = _blake2b(seed, digest_size=64).digest()
         encoded = _encode(digest)
         if encoded is not None:
             return encoded

@@ -21,7 +21,7 @@ from expert_jobs.domain.checkpoint import Checkpoint, CheckpointKind, Delegation
 from expert_jobs.domain.errors import JobError, ProviderError, ProviderErrorKind, StaleJobVersion, UsageError
 from expert_jobs.domain.events import EventKind, JobEvent, delta_event
 from expert_jobs.domain.experts import ExpertDefinition, delegate_tool_name
-from expert_jobs.domain.ids import CheckpointIds, derived_id
+from expert_jobs.domain.ids import checkpoint_id_prefix, derived_id, prefixed_checkpoint_id
 from expert_jobs.domain.job import Job
 from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.messages import (
@@ -275,7 +275,7 @@ class JobRunner:
 
     __slots__ = (
         "_bus",
-        "_checkpoint_ids",
+        "_checkpoint_prefix",
         "_clock",
         "_elapsed_ms",
         "_events",
@@ -319,7 +319,8 @@ class JobRunner:
         self._bus = runtime.events
         self._settings = runtime.settings
         self.job = job
-        self._checkpoint_ids = CheckpointIds(job.id)
+        # Its checkpoints' ids are this prefix and their sequence number (a string, not one more object).
+        self._checkpoint_prefix = checkpoint_id_prefix(job.id)
         self.worker_id = worker_id
         self.cancel_requested = False
         self.lease_lost = False
@@ -655,7 +656,12 @@ class JobRunner:
             await self._rt.prepare_mcp(expert)
         root = self._new_run(root_id, expert, None, None)
         if checkpoint is None:
-            message = await user_message(job.query, job.files, job.application_id, self._rt.workspace)
+            query = job.query
+            if query and not job.files:
+                # What user_message makes of a query alone, without its coroutine.
+                message = UserMessage.text(query)
+            else:
+                message = await user_message(query, job.files, job.application_id, self._rt.workspace)
             root.messages.append(message)
             return root
         await self._restore(root, checkpoint)
@@ -704,7 +710,9 @@ class JobRunner:
         if run.state in ("waitingDelegates", "waitingInteractive") and run.pending:
             await self._settle_pending(run)
         # The task driving this run (the job's, or a child run's in a parallel delegation).
-        task = asyncio.current_task()
+        task = self.task if run.is_root else None
+        if task is None:
+            task = asyncio.current_task()
         assert task is not None
         provider = self._provider
         assert provider is not None
@@ -717,18 +725,14 @@ class JobRunner:
             trace = self._trace
             if trace is not None:
                 trace.step(run.id, run.parent_id, run.expert_key, self._steps_begun + 1)
-            request = run.request
-            if (
-                trace is None
-                and request is not None
-                and request.messages is run.messages
-                and not self._bus.deltas
-                and self._should_stream is None
-            ):
+            if trace is None and not self._bus.deltas and self._should_stream is None:
                 # The common generation's first attempt, here rather than in _generate (a coroutine
                 # less per step): not traced, not streamed; a failed attempt goes on in _generate.
                 if self.cancel_requested:
                     raise _Canceled
+                request = run.request
+                if request is None or request.messages is not run.messages:
+                    request = self._request(run)  # the run's first (no _generate coroutine for it)
                 watchdog.arm(task, self._timeout)
                 try:
                     response = await provider.generate(request)
@@ -954,23 +958,9 @@ class JobRunner:
         job = self.job
         provider = self._provider
         assert provider is not None
-        settings = self._settings
         request = run.request
         if request is None or request.messages is not run.messages:
-            # One request per run: its history is the run's live message list.
-            request = run.request = GenerationRequest(
-                job.model,
-                run.expert.instruction,
-                run.messages,
-                run.tools,
-                job.temperature,
-                settings.max_output_tokens,
-                settings.reasoning,
-                self._timeout,
-                run.id,
-                run.expert.key,
-                run.output_schema,
-            )
+            request = self._request(run)
         watchdog = self._watchdog
         timeout = self._timeout
         trace = self._trace
@@ -1054,6 +1044,26 @@ class JobRunner:
             if trace is not None:
                 trace.retry(run.id, run.retry_count, error, delay)
             await self._clock.sleep(delay)
+
+    def _request(self, run: _Run) -> GenerationRequest:
+        """The run's generation request, made once per run: its history is the run's live message
+        list (made again only when that list is replaced, by a restore)."""
+        job = self.job
+        settings = self._settings
+        request = run.request = GenerationRequest(
+            job.model,
+            run.expert.instruction,
+            run.messages,
+            run.tools,
+            job.temperature,
+            settings.max_output_tokens,
+            settings.reasoning,
+            self._timeout,
+            run.id,
+            run.expert.key,
+            run.output_schema,
+        )
+        return request
 
     def _streams(self, request: GenerationRequest) -> bool:
         """Whether to stream this generation: the provider can, and someone takes the job's
@@ -1433,7 +1443,7 @@ class JobRunner:
         checkpoint = _new_checkpoint(
             Checkpoint,
             (
-                self._checkpoint_ids(seq),
+                prefixed_checkpoint_id(self._checkpoint_prefix, seq),
                 job.id,
                 run.id,
                 seq,

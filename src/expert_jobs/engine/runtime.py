@@ -340,7 +340,16 @@ class Runtime:
         temperature = settings.default_temperature if temperature is None else temperature
         max_steps = settings.default_max_steps if max_steps is None else max_steps
         max_retries = settings.default_max_retries if max_retries is None else max_retries
-        self._check_options(None, temperature, max_steps, max_retries)
+        if not (
+            # The common case in one test (numbers of the right type, in range); else the full check.
+            (type(temperature) is float or type(temperature) is int)
+            and 0 <= temperature <= 1
+            and type(max_steps) is int
+            and 1 <= max_steps <= MAX_STEPS_LIMIT
+            and type(max_retries) is int
+            and 0 <= max_retries <= MAX_RETRIES_LIMIT
+        ):
+            self._check_options(None, temperature, max_steps, max_retries)
         app = application_id or settings.application_id
         if files:
             if self.workspace is None:

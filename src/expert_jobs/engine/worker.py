@@ -4,6 +4,7 @@ sweeps (expiry, stalled jobs) and shuts down gracefully."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 from typing import Any
@@ -50,6 +51,11 @@ class Worker:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self.jobs_run = 0
+        # The context the done callbacks of the job tasks a claim round launches run in: one copy
+        # of the claimer's per round (made in _fill), not one per job (one object less for the
+        # collector per job in flight). (The bound method is made per job: one kept here would be
+        # a cycle through the worker, leaving its runtime and store to the collector.)
+        self._callback_context = contextvars.Context()
         self.claim_batch = 64
         """The most claims sent at once when many slots are free."""
 
@@ -65,8 +71,19 @@ class Worker:
         store = runtime.store
         lease = runtime.settings.lease_seconds
         claimed = 0
+        self._callback_context = contextvars.copy_context()
+        if not getattr(store, "claims_in_batches", False):
+            # One claim at a time, each job launched as it comes.
+            clock, worker_id, running = runtime.clock, self.worker_id, self._running
+            while not self._stopping and len(running) < self.concurrency:
+                job = await store.claim(worker_id, now=clock.now(), lease_seconds=lease)
+                if job is None:
+                    break
+                self._launch(job)
+                claimed += 1
+            return claimed
         round_size = 1
-        largest_round = self.claim_batch if getattr(store, "claims_in_batches", False) else 1
+        largest_round = self.claim_batch
         while not self._stopping:
             free = self.concurrency - len(self._running)
             if free <= 0:
@@ -104,9 +121,10 @@ class Worker:
         # The runner's run is the task's coroutine (what Runtime.execute awaits, without its frame:
         # a job in flight keeps one coroutine less alive).
         runner = JobRunner(self.runtime, job, self.worker_id)
-        task = asyncio.create_task(runner.run(), name=f"expert-job-{job.id}")
+        # The loop's create_task with the name (asyncio.create_task names the task in a second call).
+        task = asyncio.get_running_loop().create_task(runner.run(), name=f"expert-job-{job.id}")
         self._running[job.id] = task
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._finished, context=self._callback_context)
 
     def _finished(self, task: asyncio.Task[Job]) -> None:
         job_id = task.get_name().removeprefix("expert-job-")

@@ -85,6 +85,9 @@ class MemoryStore:
             raise StaleJobVersion(job.id, expected_version, stored.version)
         if checkpoint is not None:
             self._checkpoints[checkpoint.job_id].append(checkpoint)
+        # Only a queued job can be in the claim queue (a job enters it queued, and leaves it when
+        # claimed or saved in another status).
+        was_queued = stored.status is _QUEUED
         # A save writes the job's state into the stored job, in place; the identity is fixed at
         # creation, and the lease belongs to claim/renew/release (the caller gets it back).
         copy_state(job, stored)
@@ -95,7 +98,7 @@ class MemoryStore:
         job.lease_expires_at = stored.lease_expires_at
         if stored.status is _QUEUED:
             self._enqueue(stored)
-        else:
+        elif was_queued:
             self._in_queue.pop(job.id, None)
 
     async def list(self, query: JobQuery) -> tuple[builtins.list[Job], int]:
@@ -167,7 +170,9 @@ class MemoryStore:
                 return None
             self._in_queue.pop(job_id, None)
             return self._lease(job, worker_id, now + lease_seconds)
-        self._requeue_lapsed(now)
+        leased = self._leased
+        if leased and leased[0][0] <= now:
+            self._requeue_lapsed(now)
         queue = self._queue
         in_queue = self._in_queue
         while queue:
