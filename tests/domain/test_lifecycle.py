@@ -318,15 +318,7 @@ def test_fire_moves_a_job_exactly_as_the_shared_machine_s_event_does() -> None:
 def test_a_machine_with_callbacks_has_no_plain_moves() -> None:
     # Where a callback would run, fire's fast path must not skip it: such a machine has none.
     def machine(**callbacks: Any) -> Machine:
-        return lifecycle._LifecycleMachine(
-            model=None,
-            states=list(JobStatus),
-            initial=JobStatus.QUEUED,
-            transitions=[{"trigger": t, "source": list(s), "dest": d} for t, s, d in TRANSITIONS],
-            model_attribute="status",
-            auto_transitions=False,
-            **callbacks,
-        )
+        return lifecycle._new_machine(**callbacks)
 
     assert lifecycle._plain_moves(machine()) == lifecycle._PLAIN_MOVES
     for callbacks in (

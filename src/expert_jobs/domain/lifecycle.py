@@ -179,16 +179,22 @@ class _LifecycleMachine(Machine):
         return found if found is not None else super().get_state(state)
 
 
-_MACHINE = _LifecycleMachine(
-    model=None,
-    states=list(JobStatus),
-    initial=S.QUEUED,
-    transitions=[{"trigger": t, "source": list(src), "dest": dst} for t, src, dst in TRANSITIONS],
-    model_attribute="status",
-    auto_transitions=False,
-    ignore_invalid_triggers=False,
-    send_event=False,
-)
+def _new_machine(**options: Any) -> _LifecycleMachine:
+    """A machine of the lifecycle table (``options``: more of ``Machine``'s, e.g. callbacks)."""
+    return _LifecycleMachine(
+        model=None,
+        states=list(JobStatus),
+        initial=S.QUEUED,
+        transitions=[{"trigger": t, "source": list(src), "dest": dst} for t, src, dst in TRANSITIONS],
+        model_attribute="status",
+        auto_transitions=False,
+        ignore_invalid_triggers=False,
+        send_event=False,
+        **options,
+    )
+
+
+_MACHINE = _new_machine()
 
 _EVENTS: Mapping[str, Any] = {name: _MACHINE.events[name] for name in TRIGGERS}
 _NEXT: dict[tuple[JobStatus, str], JobStatus] = {}
