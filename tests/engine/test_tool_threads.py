@@ -228,3 +228,52 @@ def test_submit_from_many_threads_at_once() -> None:
     assert answers == [[k * 1000 + n for n in range(100)] for k in range(6)]
     assert threads.started <= 3
     threads.shutdown()
+
+
+def test_a_loop_closed_before_it_rang_loses_no_thread() -> None:
+    threads = ToolThreads(1)
+
+    async def once() -> object:
+        return await asyncio.wait_for(threads.call_soon(_echo, {"value": "first"}), BOUND)
+
+    assert asyncio.run(once()) == "first"  # the one thread exists, and is idle
+
+    loop = asyncio.new_event_loop()
+
+    def call_and_stop() -> None:
+        threads.call_soon(_echo, {"value": "orphan"})  # a thread is rung in the loop's next pass,
+        loop.stop()  # which never comes
+
+    loop.call_soon(call_and_stop)
+    loop.run_forever()
+    loop.close()
+    # The thread was not lost with the closed loop: a new loop's call is answered.
+    assert asyncio.run(once()) == "first"
+    threads.shutdown()
+
+
+async def test_a_burst_of_blocking_calls_gets_a_thread_each(gate: threading.Event) -> None:
+    # Calls made in one pass of the loop, each blocking until the gate opens: each needs its own
+    # thread (up to the pool's size), or one blocked call would hold up the others.
+    threads = ToolThreads(4)
+    assert await asyncio.wait_for(threads.call_soon(_echo, {"value": 0}), BOUND) == 0  # one idle thread
+    entered = threading.Semaphore(0)
+
+    def blocked(n: int) -> int:
+        entered.release()
+        gate.wait(BOUND)
+        return n
+
+    futures = [threads.call_soon(blocked, {"n": n}) for n in range(4)]
+    started = 0
+    for _ in range(int(BOUND * 200)):  # polled: waiting in a thread would need one
+        while entered.acquire(blocking=False):
+            started += 1
+        if started == 4:
+            break
+        await asyncio.sleep(0.005)
+    assert started == 4
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(*futures), BOUND) == [0, 1, 2, 3]
+    assert threads.started == 4
+    threads.shutdown()

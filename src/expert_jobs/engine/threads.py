@@ -54,10 +54,13 @@ class _Inbox:
     """The answers of one event loop's calls, waiting to be settled on that loop: a pool thread
     appends one and wakes the loop only if no wake-up is pending already."""
 
-    __slots__ = ("__weakref__", "_answers", "_loop", "_receiver", "_scheduled", "_sender")
+    __slots__ = ("__weakref__", "_answers", "_loop", "_receiver", "_scheduled", "_sender", "taken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # The bells of idle threads this loop's calls took, to be rung in its next pass (only this
+        # loop's thread touches the list, or anyone once the loop is closed).
+        self.taken: list[socket.socket] = []
         self._answers: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._scheduled = False
         self._receiver: socket.socket | None = None
@@ -88,6 +91,11 @@ class _Inbox:
 
     def _call_soon(self) -> None:
         self._loop.call_soon_threadsafe(self._settle)
+
+    def ring(self, shared: _Shared) -> None:
+        """On the loop, the pass after a call took an idle thread's bell: ring it."""
+        with contextlib.suppress(IndexError):  # given back meanwhile (a shutdown)
+            shared.ring(self.taken.pop())
 
     def _take(self) -> None:
         """On the loop, when the socket is readable: empty it, then settle the answers."""
@@ -213,35 +221,45 @@ class ToolThreads(Executor):
             bell = shared.idle.pop()
         except IndexError:
             with self._lock:
-                self._wake_or_grow(loop)
+                self._wake_or_grow()
         else:
             # Rung from the loop's next pass, not now: ``send`` lets go of the GIL, which the
-            # woken thread would take while the loop still has this pass's work to do.
-            loop.call_soon(self._shared.ring, bell)
+            # woken thread would take while the loop still has this pass's work to do. Until
+            # then the inbox holds the bell (given back if that pass never comes: _new_inbox).
+            inbox.taken.append(bell)
+            loop.call_soon(inbox.ring, shared)
         return future
 
     def _new_inbox(self, loop: asyncio.AbstractEventLoop) -> _Inbox:
         """The inbox of ``loop``, the loop calling now; the last loop's is closed if that loop is."""
         old = self._inbox
         if old is not None and old._loop.is_closed():
+            self._give_back(old)
             old.close()
         inbox = self._inbox = _Inbox(loop)
         return inbox
 
-    def _wake_or_grow(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Under the lock, for the work just queued: ring an idle thread if there is one (from
-        ``loop``'s next pass when given), else start a thread if the pool may grow (else the work
-        waits for a busy thread)."""
+    def _give_back(self, inbox: _Inbox) -> None:
+        """Ring the bells ``inbox`` took and never rang (its loop closed first): their threads
+        take any queued work, or go back to the idle ones."""
+        taken = inbox.taken
+        while True:
+            try:
+                bell = taken.pop()
+            except IndexError:
+                return
+            self._shared.ring(bell)
+
+    def _wake_or_grow(self) -> None:
+        """Under the lock, for the work just queued: ring an idle thread if there is one, else
+        start a thread if the pool may grow (else the work waits for a busy thread)."""
         shared = self._shared
         try:
             bell = shared.idle.pop()
         except IndexError:
             pass
         else:
-            if loop is None:
-                bell.send(b"\0")
-            else:
-                loop.call_soon(shared.ring, bell)
+            bell.send(b"\0")
             return
         if len(self._threads) < self.max_threads:
             bell, own = socket.socketpair()
@@ -268,6 +286,8 @@ class ToolThreads(Executor):
                     except IndexError:
                         break
                     _cancel(item[0], item[4])
+            if self._inbox is not None:
+                self._give_back(self._inbox)
             self._shared.stop()
         if wait:
             for thread in list(self._threads):
