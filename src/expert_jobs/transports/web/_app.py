@@ -481,21 +481,20 @@ def create_dashboard(service: ExpertJobsService, settings: DashboardSettings | N
             "error": None,
         }
 
-    async def job_page(request: Request, session: Session) -> Response:
-        job_id = request.path_params["job_id"]
+    async def job_view(request: Request, session: Session, template: str, error_template: str) -> Response:
+        """A job rendered with ``template`` (the whole page, or its live part), or the service's
+        error with ``error_template``."""
         try:
-            context = await job_context(session, job_id)
+            context = await job_context(session, request.path_params["job_id"])
         except ServiceError as exc:
-            return page(request, "error.html", exc.code, session=session, error=exc.body())
-        return page(request, "job.html", session=session, **context)
+            return page(request, error_template, exc.code, session=session, error=exc.body())
+        return page(request, template, session=session, **context)
+
+    async def job_page(request: Request, session: Session) -> Response:
+        return await job_view(request, session, "job.html", "error.html")
 
     async def job_live(request: Request, session: Session) -> Response:
-        job_id = request.path_params["job_id"]
-        try:
-            context = await job_context(session, job_id)
-        except ServiceError as exc:
-            return page(request, "_error.html", exc.code, session=session, error=exc.body())
-        return page(request, "_job_live.html", session=session, **context)
+        return await job_view(request, session, "_job_live.html", "_error.html")
 
     async def job_stream(request: Request, session: Session) -> Response:
         """Server-sent events for a job's page: ``checkpoint`` for each new checkpoint, ``changed``
