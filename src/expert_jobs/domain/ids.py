@@ -95,7 +95,7 @@ def checkpoint_id(job_id: str, seq: int) -> str:
     within the job and, through the job id's randomness, across jobs.
     Sequence numbers go up to 2**32 - 1, far beyond any job's steps.
     """
-    return CheckpointIds(job_id)(seq)
+    return prefixed_checkpoint_id(checkpoint_id_prefix(job_id), seq)
 
 
 class CheckpointIds:
@@ -106,15 +106,11 @@ class CheckpointIds:
     __slots__ = ("_prefix",)
 
     def __init__(self, job_id: str) -> None:
-        self._prefix = job_id[:15] + "c"
+        self._prefix = checkpoint_id_prefix(job_id)
 
     def __call__(self, seq: int) -> str:
         """The id of the job's ``seq``-th checkpoint."""
-        if 0 <= seq < _FORMATTED_SEQS:
-            return self._prefix + _SEQ_TEXT[seq]
-        if not 0 <= seq <= _MAX_CHECKPOINT_SEQ:
-            raise ValueError(f"checkpoint sequence {seq} is outside 0..{_MAX_CHECKPOINT_SEQ}")
-        return self._prefix + format(seq, "08x")
+        return prefixed_checkpoint_id(self._prefix, seq)
 
 
 def checkpoint_id_prefix(job_id: str) -> str:
