@@ -100,8 +100,8 @@ class Recording(ScriptedProvider):
         self.played: dict[str, list[Turn]] = {}
         self.experts: dict[str, str] = {}
 
-    async def _play(self, request: GenerationRequest) -> Any:
-        entry = await super()._play(request)
+    def _take(self, request: GenerationRequest) -> Any:
+        entry = super()._take(request)
         assert request.run_id is not None and request.expert_key is not None
         self.played.setdefault(request.run_id, []).append(entry.turn)
         self.experts[request.run_id] = request.expert_key

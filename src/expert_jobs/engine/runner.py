@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -69,6 +70,7 @@ _DELEGATING = S.REQUEST_DELEGATE_RESULT
 # Statuses in which a runner that failed unexpectedly still has a job to stop.
 _STOPPABLE = frozenset({S.QUEUED, _PROCESSING, _DELEGATING, S.CANCELING})
 _INF = math.inf
+_monotonic = time.monotonic  # the watchdog's clock (engine/watchdog.py)
 # Where a job ends (until someone continues it): the stops whose checkpoint carries the job's cost.
 _ENDS = frozenset({S.COMPLETED, S.FAILED, S.EXCEEDED_MAX_STEPS, S.CANCELED})
 
@@ -717,6 +719,9 @@ class JobRunner:
         provider = self._provider
         assert provider is not None
         watchdog = self._watchdog
+        deadlines = watchdog.deadlines
+        loop = task.get_loop()
+        timeout = self._timeout
         while True:
             if self._steps_begun >= job.max_steps:
                 raise self._steps_exhausted()
@@ -733,7 +738,10 @@ class JobRunner:
                 request = run.request
                 if request is None or request.messages is not run.messages:
                     request = self._request(run)  # the run's first (no _generate coroutine for it)
-                watchdog.arm(task, self._timeout)
+                # watchdog.arm(task, timeout), inline (see engine/watchdog.py)
+                deadlines[task] = _monotonic() + timeout
+                if timeout < watchdog.shortest or watchdog.watching is not loop:
+                    watchdog.watch(loop, timeout)
                 try:
                     response = await provider.generate(request)
                     if not response.parts:
@@ -741,10 +749,10 @@ class JobRunner:
                 except (Exception, asyncio.CancelledError) as failed:
                     response = await self._generate(run, task, failed)
                 except BaseException:
-                    watchdog.disarm(task)
+                    deadlines.pop(task, None)
                     raise
                 else:
-                    watchdog.disarm(task)
+                    deadlines.pop(task, None)
                     run.retry_count = 0
                     unsaved = run.unsaved
                     run.unsaved = response.usage if unsaved is ZERO_USAGE else unsaved + response.usage

@@ -10,6 +10,7 @@ import inspect
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from types import MappingProxyType
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Tool", "ToolOutcome", "Toolset", "clip_result", "tool"]
 
 _NO_LIMIT = math.inf
+_monotonic = time.monotonic  # the watchdog's clock (engine/watchdog.py)
 _ASYNC, _THREAD, _INLINE = "async", "thread", "inline"
 
 ToolOutcome = tuple[str, bool]
@@ -214,22 +216,26 @@ class Tool:
         if task is None:
             task = asyncio.current_task()
             assert task is not None
-        watchdog.arm(task, limit)
+        # watchdog.arm(task, limit), inline (see engine/watchdog.py)
+        deadlines = watchdog.deadlines
+        deadlines[task] = _monotonic() + limit
+        if limit < watchdog.shortest or watchdog.watching is not task.get_loop():
+            watchdog.watch(task.get_loop(), limit)
         try:
             if mode is _ASYNC:
                 result = await self._fn(**parsed)
             else:
                 result = await self._in_thread(parsed, threads)
         except asyncio.CancelledError:
-            watchdog.disarm(task)
+            deadlines.pop(task, None)
             if not watchdog.fired(task):
                 raise
             task.uncancel()
             return self._timed_out(limit)
         except Exception as exc:
-            watchdog.disarm(task)
+            deadlines.pop(task, None)
             return f"Tool {self.name} failed: {type(exc).__name__}: {exc}", True
-        if not watchdog.disarm(task) and watchdog.fired(task):
+        if deadlines.pop(task, None) is None and watchdog.fired(task):
             # The deadline passed but the tool swallowed its cancellation and answered: keep the
             # answer, and take the cancellation back so it does not hit what runs next.
             task.uncancel()

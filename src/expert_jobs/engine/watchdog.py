@@ -5,6 +5,16 @@ each.
 watchdog instead keeps one deadline per in-flight call and one task that wakes every ``period``
 (at most 1 s, at most a quarter of the timeout) to cancel the calls that overran. A timeout is
 therefore enforced within one period of its deadline. Deadlines are read on ``time.monotonic``.
+
+The engine's hot path arms without a call (a Python frame is most of what :meth:`Watchdog.arm`
+costs), by the same three steps, in the same order::
+
+    watchdog.deadlines[task] = now() + timeout            # now = time.monotonic
+    if timeout < watchdog.shortest or watchdog.watching is not loop:  # loop = task.get_loop()
+        watchdog.watch(loop, timeout)
+
+and disarms with ``watchdog.deadlines.pop(task, None)`` (``None``: the watchdog fired first, or
+the task was never armed).
 """
 
 from __future__ import annotations
@@ -22,38 +32,41 @@ class Watchdog:
     tell why. A task has one deadline at a time."""
 
     def __init__(self) -> None:
-        self._deadlines: dict[asyncio.Task[object], float] = {}
+        self.deadlines: dict[asyncio.Task[object], float] = {}
+        """Each armed task's deadline (``time.monotonic``); see the module's docstring."""
+        self.watching: asyncio.AbstractEventLoop | None = None
+        """The loop the watcher runs on, while it runs."""
+        self.shortest = 4.0
+        """The shortest timeout the watcher's period serves (four periods)."""
         self._fired: set[asyncio.Task[object]] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self._watching: asyncio.AbstractEventLoop | None = None  # the watcher's loop, while it runs
         self._period = 1.0
-        self._shortest = 4.0  # the shortest timeout the current period serves (four periods)
 
     def arm(self, task: asyncio.Task[object], timeout: float) -> None:
         """Cancel ``task`` if it is still armed ``timeout`` seconds from now."""
-        self._deadlines[task] = _now() + timeout
+        self.deadlines[task] = _now() + timeout
         loop = task.get_loop()
-        if loop is not self._watching or timeout < self._shortest:
-            self._watch_for(loop, timeout)
+        if timeout < self.shortest or self.watching is not loop:
+            self.watch(loop, timeout)
 
-    def _watch_for(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        """Start a watcher on ``loop`` waking often enough for ``timeout`` (replacing one that
-        wakes too seldom)."""
+    def watch(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Have a watcher run on ``loop``, waking often enough for ``timeout`` (replacing one that
+        wakes too seldom, or runs on another loop)."""
         watcher = self._watcher
         if watcher is not None and not watcher.done() and watcher.get_loop() is loop:
-            if timeout >= self._shortest:
-                self._watching = loop
+            if timeout >= self.shortest:
+                self.watching = loop
                 return
             watcher.cancel()
         self._period = min(1.0, timeout / 4)
-        self._shortest = self._period * 4
-        self._watching = loop
+        self.shortest = self._period * 4
+        self.watching = loop
         self._watcher = loop.create_task(self._watch(), name="expert-jobs-watchdog")
 
     def disarm(self, task: asyncio.Task[object]) -> bool:
         """The call ended (either way) before its deadline, or is being handled; ``False`` when
         ``task`` had no deadline left (never armed, or the watchdog fired)."""
-        return self._deadlines.pop(task, None) is not None
+        return self.deadlines.pop(task, None) is not None
 
     def fired(self, task: asyncio.Task[object]) -> bool:
         """Whether the watchdog cancelled ``task`` (and forget it)."""
@@ -64,12 +77,13 @@ class Watchdog:
 
     async def _watch(self) -> None:
         try:
-            while self._deadlines:
+            deadlines = self.deadlines
+            while deadlines:
                 await asyncio.sleep(self._period)
                 now = _now()
-                for task, deadline in list(self._deadlines.items()):
+                for task, deadline in list(deadlines.items()):
                     if deadline <= now:
-                        del self._deadlines[task]
+                        del deadlines[task]
                         if not task.done():
                             self._fired.add(task)
                             task.cancel("expert-jobs: deadline passed")
@@ -79,4 +93,4 @@ class Watchdog:
             except RuntimeError:  # closed by the collector after its loop is gone
                 current = None
             if current is None or self._watcher is current:
-                self._watching = None
+                self.watching = None

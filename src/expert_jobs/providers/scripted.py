@@ -285,25 +285,21 @@ class ScriptedProvider:
         """The requests seen, with a snapshot of their messages, when ``record_requests`` is set."""
         self.record_requests = False
 
-    def _script_for(self, expert_key: str | None) -> tuple[_Entry, ...]:
-        script = self._scripts.get(expert_key or "*")
+    def _take(self, request: GenerationRequest) -> _Entry:
+        """The run's next turn, taken (its delay is the caller's to serve)."""
+        if self.record_requests:
+            # The engine passes the run's live history; keep what this call saw.
+            self.requests.append(dataclasses.replace(request, messages=tuple(request.messages)))
+        script = self._scripts.get(request.expert_key or "*")
         if script is None:
             script = self._scripts.get("*")
         if script is None:
             raise ProviderError(
-                f"scripted provider has no script for expert {expert_key!r}",
+                f"scripted provider has no script for expert {request.expert_key!r}",
                 kind="bad_request",
                 retryable=False,
                 provider="scripted",
             )
-        return script
-
-    async def _play(self, request: GenerationRequest) -> _Entry:
-        """Take the run's next turn (after its delay)."""
-        if self.record_requests:
-            # The engine passes the run's live history; keep what this call saw.
-            self.requests.append(dataclasses.replace(request, messages=tuple(request.messages)))
-        script = self._script_for(request.expert_key)
         run_id = request.run_id
         position = self._cursor.get(run_id)
         if position is None:
@@ -314,13 +310,13 @@ class ScriptedProvider:
             raise ScriptExhausted(run_id, len(script))
         entry = script[position]
         self._cursor[run_id] = position + 1
-        if entry.turn.delay:
-            await self._sleep(entry.turn.delay)
         return entry
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        """Play the run's next turn."""
-        entry = await self._play(request)
+        """Play the run's next turn (after its delay)."""
+        entry = self._take(request)
+        if entry.turn.delay:
+            await self._sleep(entry.turn.delay)
         if entry.response is None:
             assert isinstance(entry.turn, Fail)
             raise entry.turn.error()
@@ -329,7 +325,9 @@ class ScriptedProvider:
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
         """Play the run's next turn as deltas, then its response (a ``Fail`` raises, after the
         deltas of its ``partial`` if it has one)."""
-        entry = await self._play(request)
+        entry = self._take(request)
+        if entry.turn.delay:
+            await self._sleep(entry.turn.delay)
         delay = self._stream_delay
         for delta in entry.deltas:
             if delay:
