@@ -5,9 +5,11 @@ W1: one job of N steps (a tool call on steps 1..N-1, a final text at N): µs per
     on a runtime that has run one job before (and, for N=10, also on a new runtime: "cold").
 W2: 1,000 concurrent 10-step jobs through a Worker: jobs per second (submission included).
 W3: 2,000 concurrent 5-step jobs with 50 ms model latency: wall time, and memory per in-flight job.
-W1 and W2 run three times: with an ``async def`` tool, with a plain ``def`` tool (``_sync_``: run
-in the runtime's tool threads) and with the same function declared ``blocking=False``
-(``_inline_``: run on the event loop); the sync baselines call the plain function directly.
+W1 and W2 run four times: with an ``async def`` tool, with a plain ``def`` tool (``_sync_``: run
+in the runtime's tool threads), with the same function declared ``blocking=False`` (``_inline_``:
+run on the event loop), and with the plain tool again on a runtime whose tool threads keep to the
+event loop's CPU (``_sync_loop_cpu_``: ``RuntimeSettings(tool_threads_on_loop_cpu=True)``, Linux);
+the sync baselines call the plain function directly.
 
 Run: ``python benchmarks/engine.py`` (a table) or ``python benchmarks/engine.py --json``;
 ``--only w1_sync`` measures only the figures whose name contains ``w1_sync``.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import inspect
 import json
@@ -68,11 +71,14 @@ def noop_sync(value: int = 0) -> str:
 
 
 # The tool each workload's jobs call: "async" (``noop``), "sync" (``noop_sync``, a plain function
-# in the tool threads, the default for a ``def`` tool) or "inline" (the same function declared
-# ``blocking=False``, run on the event loop).
-TOOL_KINDS = ("async", "sync", "inline")
-# Code from before ``blocking=`` existed (for side-by-side runs with PYTHONPATH) has no "inline".
+# in the tool threads, the default for a ``def`` tool), "inline" (the same function declared
+# ``blocking=False``, run on the event loop) or "loop_cpu" (the plain function, in tool threads kept
+# on the loop's CPU: ``tool_threads_on_loop_cpu``).
+TOOL_KINDS = ("async", "sync", "inline", "loop_cpu")
+# Code from before ``blocking=`` existed (for side-by-side runs with PYTHONPATH) has no "inline",
+# and code from before ``tool_threads_on_loop_cpu`` no "loop_cpu".
 HAS_INLINE = "blocking" in inspect.signature(tool).parameters
+HAS_LOOP_CPU = "tool_threads_on_loop_cpu" in {f.name for f in dataclasses.fields(RuntimeSettings)}
 
 
 def script(steps: int, delay: float = 0.0) -> list[Turn]:
@@ -87,7 +93,7 @@ def bench_tool(kind: str = "async") -> Any:
     """The ``noop`` tool of one kind (see ``TOOL_KINDS``), always named ``noop``."""
     if kind == "async":
         return noop
-    if kind == "sync":
+    if kind in ("sync", "loop_cpu"):
         return tool(noop_sync, name="noop")
     if kind == "inline":
         return tool(noop_sync, name="noop", blocking=False)  # type: ignore[call-arg, unused-ignore]
@@ -95,10 +101,11 @@ def bench_tool(kind: str = "async") -> Any:
 
 
 def runtime_for(steps: int, delay: float = 0.0, kind: str = "async") -> Runtime:
+    settings = RuntimeSettings(default_max_steps=steps + 1)
+    if kind == "loop_cpu":
+        settings = dataclasses.replace(settings, tool_threads_on_loop_cpu=True)
     runtime = Runtime(
-        providers=ScriptedProvider(script(steps, delay)),
-        store=MemoryStore(),
-        settings=RuntimeSettings(default_max_steps=steps + 1),
+        providers=ScriptedProvider(script(steps, delay)), store=MemoryStore(), settings=settings
     )
     runtime.add_expert("bench", "Benchmark expert.", tools=[bench_tool(kind)])
     return runtime
@@ -139,7 +146,11 @@ async def w1(steps: int, *, cold: bool = False, kind: str = "async") -> float:
     """µs per step of one job. The runtime's one-time start-up (its first job builds the toolset
     cache and starts the watchdog and lease-heartbeat tasks) is paid by a warm-up job first,
     unless ``cold``: then the figure includes it (reported as ``w1_cold_us_per_step_n10``)."""
-    return await _us_per_step(runtime_for(steps, kind=kind), steps, warm_up=not cold)
+    runtime = runtime_for(steps, kind=kind)
+    try:
+        return await _us_per_step(runtime, steps, warm_up=not cold)
+    finally:
+        await runtime.close()  # (gives a loop_cpu runtime's thread its CPUs back)
 
 
 async def w1_traced(steps: int) -> float:
@@ -255,6 +266,7 @@ async def w2(jobs: int = 1000, steps: int = 10, kind: str = "async") -> float:
     ran = await Worker(runtime, concurrency=jobs).run_until_idle()
     elapsed = time.perf_counter() - start
     assert ran == jobs
+    await runtime.close()  # (gives a loop_cpu runtime's thread its CPUs back)
     return jobs / elapsed
 
 
@@ -348,8 +360,9 @@ def measure(repeats: int, only: str | None = None) -> dict[str, float]:
         return only is None or only in name
 
     # Each figure's runs alternate with its baseline's, so machine noise hits both alike.
-    for kind, tag in (("async", ""), ("sync", "sync_"), ("inline", "inline_")):
-        if kind == "inline" and not HAS_INLINE:
+    kinds = (("async", ""), ("sync", "sync_"), ("inline", "inline_"), ("loop_cpu", "sync_loop_cpu_"))
+    for kind, tag in kinds:
+        if (kind == "inline" and not HAS_INLINE) or (kind == "loop_cpu" and not HAS_LOOP_CPU):
             continue
         sync = kind != "async"
         for steps, times in ((10, 4), (100, 2)):
@@ -410,6 +423,9 @@ TARGETS = {
     "w2_jobs_per_s": ">= 15000",
     "w2_sync_jobs_per_s": "",
     "w2_inline_jobs_per_s": "",
+    "w1_sync_loop_cpu_us_per_step_n10": "<= 40 (opt-in)",
+    "w1_sync_loop_cpu_us_per_step_n100": "<= 40 (opt-in)",
+    "w2_sync_loop_cpu_jobs_per_s": "",
     "stream_us_per_delta": "(overhead <= 3)",
     "w3_wall_s": "<= 0.30",
     "w3_kib_per_job": "<= 8",

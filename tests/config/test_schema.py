@@ -127,6 +127,8 @@ def test_the_engine_limits_reach_the_settings(load: Load) -> None:
     assert (defaults.tool_timeout, defaults.tool_threads) == (300.0, 32)
     assert (defaults.job_timeout, defaults.max_tool_result_chars) == (None, 100_000)
     assert defaults.price_final_checkpoint is True
+    assert defaults.tool_threads_on_loop_cpu is False
+    assert build_settings(load("[engine]\ntoolThreadsOnLoopCpu = true\n")).tool_threads_on_loop_cpu is True
 
 
 def test_price_final_checkpoint_reaches_the_settings(load: Load) -> None:
@@ -190,6 +192,7 @@ EXPIRY = "must be a positive number of seconds, or false for never"
         ('[engine]\nretryAfterMax = "600"', "engine.retryAfterMax", "valid number"),
         ("[engine]\nmaxOutputTokens = true", "engine.maxOutputTokens", "whole number, not true or false"),
         ("[engine]\ntoolThreads = true", "engine.toolThreads", "whole number, not true or false"),
+        ("[engine]\ntoolThreadsOnLoopCpu = 1", "engine.toolThreadsOnLoopCpu", "valid boolean"),
         ("[worker]\npollInterval = true", "worker.pollInterval", "must be a number, not true or false"),
         ("[worker]\nsweepInterval = inf", "worker.sweepInterval", "finite number"),
         ("[worker]\nconcurrency = true", "worker.concurrency", "whole number, not true or false"),

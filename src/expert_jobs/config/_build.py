@@ -73,6 +73,7 @@ def build_settings(config: Config) -> RuntimeSettings:
         application_id=engine.application_id,
         tool_timeout=engine.tool_timeout or None,
         tool_threads=engine.tool_threads,
+        tool_threads_on_loop_cpu=engine.tool_threads_on_loop_cpu,
         job_timeout=engine.job_timeout or None,
         stream_timeout=engine.stream_timeout or None,
         max_tool_result_chars=engine.max_tool_result_chars or None,

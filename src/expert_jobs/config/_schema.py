@@ -133,7 +133,6 @@ def _seconds_or_false(value: Any, meaning: str) -> Any:
     return value
 
 
-
 def _schema_object(value: Any) -> dict[str, Any]:
     """A JSON schema given as a JSON string (perstack.toml's way) or as a TOML table, as a dict."""
     if isinstance(value, str):
@@ -144,6 +143,7 @@ def _schema_object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON schema object (a JSON string or a table)")
     return value
+
 
 class InteractiveToolConfig(ConfigModel):
     """One interactive tool: the job pauses until a person (or client) answers the call."""
@@ -354,7 +354,8 @@ class EngineConfig(ConfigModel):
     ``0``, a negative number or ``true`` where a positive one (or ``false``) is expected is an error
     naming the key.
     ``priceFinalCheckpoint`` (``true``/``false``, default ``true``) is
-    ``RuntimeSettings.price_final_checkpoint``.
+    ``RuntimeSettings.price_final_checkpoint``, and ``toolThreadsOnLoopCpu`` (default ``false``)
+    ``RuntimeSettings.tool_threads_on_loop_cpu``.
     """
 
     backoff_base: Number = Field(1.0, ge=0)
@@ -368,6 +369,7 @@ class EngineConfig(ConfigModel):
     application_id: ResourceId = DEFAULT_APPLICATION_ID
     tool_timeout: float | Literal[False] = 300.0
     tool_threads: Whole = Field(32, ge=1)
+    tool_threads_on_loop_cpu: StrictBool = False
     job_timeout: float | Literal[False] = False
     stream_timeout: float | Literal[False] = 3600.0
     max_tool_result_chars: int | Literal[False] = Field(100_000)

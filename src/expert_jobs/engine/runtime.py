@@ -105,7 +105,9 @@ class Runtime:
         self.providers = providers
         self.watchdog = Watchdog()
         self.settings = settings or RuntimeSettings()
-        self.tool_threads = ToolThreads(self.settings.tool_threads)
+        self.tool_threads = ToolThreads(
+            self.settings.tool_threads, on_loop_cpu=self.settings.tool_threads_on_loop_cpu
+        )
         self.clock: Clock = clock or SystemClock()
         self.events = EventBus()
         self.models = models or ModelCatalogue()

@@ -45,6 +45,13 @@ class RuntimeSettings:
     - ``tool_threads``: the most threads sync tools run in at once (32). The runtime owns one
       bounded pool: a hung sync tool keeps its thread, and when all are busy new sync calls wait
       for one (their timeout still applies) instead of starting more threads.
+    - ``tool_threads_on_loop_cpu``: keep the tool threads, and the thread of the event loop that
+      calls them, on the CPU that loop runs on (Linux; ignored with a warning elsewhere); off by
+      default. A quick sync tool's call is two thread wake-ups, and on a machine whose idle CPUs
+      sleep (most VMs) waking a thread on another CPU costs tens of µs: on one CPU a sync tool
+      costs several times less. The price: a tool computing in C with the GIL released no longer
+      runs beside the loop, and the loop's thread stays on that CPU until the runtime closes
+      (see docs/configuration.md, "Sync tools").
     - ``job_timeout``: the most running time a job may have, in seconds of its ``totalDuration``
       (queueing and pauses excluded, every worker's share and every follow-up included), or
       ``None`` (the default): no limit. Past it the job ends ``failed`` with the error kind
@@ -82,6 +89,7 @@ class RuntimeSettings:
     application_id: str = DEFAULT_APPLICATION_ID
     tool_timeout: float | None = 300.0
     tool_threads: int = 32
+    tool_threads_on_loop_cpu: bool = False
     job_timeout: float | None = None
     max_tool_result_chars: int | None = 100_000
     price_final_checkpoint: bool = True
@@ -95,6 +103,10 @@ class RuntimeSettings:
                 )
         if not _positive_integer(self.tool_threads):
             raise UsageError(f"tool_threads must be an integer >= 1, got {self.tool_threads!r}")
+        if type(self.tool_threads_on_loop_cpu) is not bool:
+            raise UsageError(
+                f"tool_threads_on_loop_cpu must be True or False, got {self.tool_threads_on_loop_cpu!r}"
+            )
         chars = self.max_tool_result_chars
         if chars is not None and not _positive_integer(chars):
             raise UsageError(

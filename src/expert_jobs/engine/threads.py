@@ -23,6 +23,11 @@ made as cheap as the platform allows:
   loop cannot watch sockets.
 - A thread rings the loop as its last act before it sleeps or takes the next call, so the loop
   does not wake only to wait for the GIL that thread still holds.
+
+With ``on_loop_cpu`` (``RuntimeSettings.tool_threads_on_loop_cpu``), the first call from a loop
+keeps that loop's thread and every pool thread on the CPU the loop runs on (engine/affinity.py):
+each wake-up is then a switch between two threads of one CPU, not a sleeping CPU's wake-up.
+:meth:`ToolThreads.shutdown` gives the loop threads their CPUs back.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import socket
 import threading
 import weakref
@@ -39,8 +45,11 @@ from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
 
 from expert_jobs.domain.errors import UsageError
+from expert_jobs.engine import affinity
 
 __all__ = ["ToolThreads"]
+
+_log = logging.getLogger("expert_jobs.engine")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -138,7 +147,7 @@ class _Shared:
     holds any more is collected and its threads end): the queue, the bells of the idle threads,
     and whether the pool is stopping."""
 
-    __slots__ = ("idle", "stopping", "work")
+    __slots__ = ("cpus", "idle", "stopping", "work")
 
     def __init__(self) -> None:
         self.work: deque[_Work] = deque()
@@ -146,6 +155,8 @@ class _Shared:
         # append, pop and remove are atomic, so neither side takes a lock.
         self.idle: list[socket.socket] = []
         self.stopping = False
+        # The CPUs a new thread keeps to (on_loop_cpu, once a loop called), else None.
+        self.cpus: frozenset[int] | None = None
 
     def ring(self, bell: socket.socket) -> None:
         """Wake the idle thread of ``bell``, unless the queue is empty by now (a busy thread took
@@ -171,19 +182,29 @@ class ToolThreads(Executor):
     """A thread pool of at most ``max_threads`` daemon threads, started on demand and reused.
 
     Use it as any :class:`concurrent.futures.Executor` (``loop.run_in_executor(threads, fn)``).
-    :attr:`started` counts the threads it ever started (at most ``max_threads``).
+    :attr:`started` counts the threads it ever started (at most ``max_threads``). With
+    ``on_loop_cpu``, the threads and the thread of each loop that calls :meth:`call_soon` keep to
+    the CPU that loop ran on at its first call (Linux; elsewhere a warning, and no pinning).
     """
 
-    def __init__(self, max_threads: int, *, name: str = "expert-jobs-tool") -> None:
+    def __init__(
+        self, max_threads: int, *, name: str = "expert-jobs-tool", on_loop_cpu: bool = False
+    ) -> None:
         if not isinstance(max_threads, int) or isinstance(max_threads, bool) or max_threads < 1:
             raise UsageError(f"tool_threads must be an integer >= 1, got {max_threads!r}")
+        if on_loop_cpu and not affinity.supported():
+            _log.warning("tool_threads_on_loop_cpu: this platform cannot keep threads on a CPU; ignored")
+            on_loop_cpu = False
         self.max_threads = max_threads
+        self.on_loop_cpu = on_loop_cpu
         self._name = name
         self._shared = _Shared()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._shutdown = False
         self._inbox: _Inbox | None = None  # the inbox of the loop that called last
+        # The loop threads kept on a CPU (on_loop_cpu): their native ids and the CPUs they had.
+        self._pinned: dict[int, frozenset[int]] = {}
         weakref.finalize(self, self._shared.stop)
 
     @property
@@ -237,7 +258,26 @@ class ToolThreads(Executor):
             self._give_back(old)
             old.close()
         inbox = self._inbox = _Inbox(loop)
+        if self.on_loop_cpu:
+            self._keep_on_loop_cpu()
         return inbox
+
+    def _keep_on_loop_cpu(self) -> None:
+        """Keep the calling loop's thread, and every pool thread, on the CPU the loop runs on."""
+        cpu = affinity.current_cpu()
+        me = threading.get_native_id()
+        before = self._pinned.get(me) or affinity.thread_cpus()
+        if cpu is None or before is None:
+            return
+        cpus = frozenset((cpu,))
+        if not affinity.pin(0, cpus):
+            return
+        self._pinned[me] = before
+        with self._lock:
+            self._shared.cpus = cpus
+            for thread in self._threads:
+                if thread.native_id is not None and thread.is_alive():
+                    affinity.pin(thread.native_id, cpus)
 
     def _give_back(self, inbox: _Inbox) -> None:
         """Ring the bells ``inbox`` took and never rang (its loop closed first): their threads
@@ -289,6 +329,9 @@ class ToolThreads(Executor):
             if self._inbox is not None:
                 self._give_back(self._inbox)
             self._shared.stop()
+            pinned, self._pinned = self._pinned, {}
+        for native_id, cpus in pinned.items():
+            affinity.pin(native_id, cpus, warn=False)  # that thread may have ended: nothing to give back
         if wait:
             for thread in list(self._threads):
                 thread.join()
@@ -316,6 +359,8 @@ def _work(shared: _Shared, bell: socket.socket, own: socket.socket) -> None:
     work = shared.work
     idle = shared.idle
     wait = own.recv
+    if shared.cpus is not None:  # started by a thread other than the pinned loop's
+        affinity.pin(0, shared.cpus)
 
     def rest() -> None:
         """Sleep until rung, ``bell`` being among the idle ones already; not at all if work was
