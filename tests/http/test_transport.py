@@ -151,7 +151,7 @@ async def test_a_body_within_the_limit_in_chunks_is_served_and_keeps_the_connect
 async def test_routes_without_a_body_never_read_one() -> None:
     """The body of a route that takes none is never read before the answer. A small one is then
     read and dropped (closing a socket with unread data would reset the connection, and the
-    client lose the answer); a large one is left unread and the connection closed."""
+    client lose the answer); one over the body limit is left unread and the connection closed."""
     env = make_env()
     app = create_app(env.service, manage_service=False)
     job = await env.service.start_job(env.app, START)
@@ -166,10 +166,33 @@ async def test_routes_without_a_body_never_read_one() -> None:
         out = await asgi(app, method, path, small, [b"12345"])
         assert out.status in (200, 404, 405, 409) and out.receives == 1, (method, path, out)
         assert "connection" not in out.headers  # drained after the answer: the connection stays
-    large = [*_auth(env), ("Content-Length", str(1 << 20))]
+    large = [*_auth(env), ("Content-Length", str(DEFAULT_MAX_BODY_BYTES + 1))]
     for method, path in routes:
         out = await asgi(app, method, path, large, endless=b"x" * 65536)
         assert out.receives == 0 and out.headers["connection"] == "close", (method, path, out)
+
+
+async def test_a_refused_body_within_the_limit_is_drained_once_the_key_is_good() -> None:
+    """A request past the route and key checks but refused (here 422: not JSON) has its body read
+    and dropped up to the body limit, so a client still sending gets its answer rather than a
+    reset connection; an unknown client's body, only up to 64 KiB (it is left unread, the
+    connection closed), and a body longer than announced is not read past the limit."""
+    env = make_env()
+    app = create_app(env.service, manage_service=False)
+    size = 200_000
+    chunks = [b"[" * 50_000] * 4
+    refused = [("Authorization", f"Bearer {env.key}"), ("Content-Type", "text/plain")]
+    out = await asgi(app, "POST", PREFIX, [*refused, ("Content-Length", str(size))], chunks)
+    assert out.status == 422 and out.receives == 4 and out.bytes_received == size
+    assert "connection" not in out.headers
+    stranger = [("Authorization", "Bearer ejk_wrong"), ("Content-Type", "text/plain")]
+    out = await asgi(app, "POST", PREFIX, [*stranger, ("Content-Length", str(size))], chunks)
+    assert (out.status, out.receives, out.headers["connection"]) == (401, 0, "close")
+    lying = [*refused, ("Content-Length", str(size))]
+    out = await asgi(app, "POST", PREFIX, lying, endless=b"[" * 65536)
+    assert out.status == 422 and out.headers["connection"] == "close"
+    assert out.bytes_received <= DEFAULT_MAX_BODY_BYTES + 65536
+    assert await env.runtime.store.list(_all_jobs()) == ([], 0)
 
 
 async def test_a_refused_request_with_a_small_body_drains_it_and_keeps_the_connection() -> None:

@@ -108,24 +108,33 @@ class _Body:
 
 
 _DRAIN_BYTES = 65_536
-"""An unread request body announced at most this long is read and dropped before the answer."""
+"""An unread request body announced at most this long is read and dropped before the answer,
+whoever sent it; past the route and credential checks, one up to ``max_body_bytes`` is."""
 _DRAIN_SECONDS = 2.0
 """How long reading such a rest may take before the connection is closed instead."""
+_BEFORE_CREDENTIALS = frozenset({401, 404, 405})
+"""The answers a request can get before its credentials are known good (dispatch checks the
+route, then the key): an unknown client never makes the server read more than ``_DRAIN_BYTES``."""
 
 
-async def _drain(receive: Receive, headers: Mapping[str, str]) -> bool:
-    """Read and drop the unread rest of a small request body (a refused request's), so that the
-    connection stays usable: closing a socket with unread data resets it, and a client still
-    sending would then lose the answer too. ``False`` (close the connection instead) for a large,
+async def _drain(receive: Receive, headers: Mapping[str, str], limit: int) -> bool:
+    """Read and drop the unread rest of a request body announced at most ``limit`` bytes long (a
+    refused request's), so that the connection stays usable: closing a socket with unread data
+    resets it, and the client, still sending or not, would lose the answer too (the peer's reset
+    discards what it had not read yet). ``False`` (close the connection instead) for a longer,
     chunked or slow body, or a client that left."""
     length = headers.get("content-length", "").strip()
-    if not length.isdigit() or len(length) > 9 or int(length) > _DRAIN_BYTES:
+    if not length.isdigit() or len(length) > 12 or int(length) > limit:
         return False
+    read = 0
     try:
         async with asyncio.timeout(_DRAIN_SECONDS):
             while True:
                 message = await receive()
                 if message["type"] != "http.request":
+                    return False
+                read += len(message.get("body", b""))
+                if read > limit:  # more than announced: no server should pass that on
                     return False
                 if not message.get("more_body", False):
                     return True
@@ -171,7 +180,8 @@ def create_app(
             return  # the client left while sending its body: nobody to answer
         headers = dict(answer.headers)
         unread = not body.finished and _announces_body(request.headers)
-        if unread and not await _drain(receive, request.headers):
+        limit = _DRAIN_BYTES if answer.status in _BEFORE_CREDENTIALS else max(max_body_bytes, _DRAIN_BYTES)
+        if unread and not await _drain(receive, request.headers, limit):
             headers["connection"] = "close"  # the unread rest of the body must not be taken as a request
         await _response(answer, headers, head=request.method == "HEAD")(scope, receive, send)
 
