@@ -26,7 +26,7 @@ from expert_jobs.domain.job import JobQuery
 from expert_jobs.domain.output import JobResult
 from expert_jobs.engine.runner import root_run_id
 
-from .conftest import add, checkpoints
+from .conftest import ASK_SCHEMA, add, checkpoints
 
 S = JobStatus
 
@@ -53,6 +53,7 @@ def runtime_for(script: Any, **expert: Any) -> Runtime:
         "You extract invoices.",
         tools=expert.pop("tools", [add]),
         delegates=expert.pop("delegates", ()),
+        interactive_tools=expert.pop("interactive_tools", ()),
         output=expert.pop("output", Invoice),
     )
     return runtime
@@ -159,6 +160,24 @@ async def test_invalid_answers_beyond_max_retries_fail_the_job() -> None:
     final = (await checkpoints(runtime, job))[-1]
     assert final.error is not None and final.error.kind == "invalid_output"
     assert final.output is None
+
+
+async def test_invalid_answers_in_a_row_are_counted_across_a_pause() -> None:
+    """A run paused for a person between two invalid answers (and so restored from its
+    checkpoint) counts them in a row, as the same run without the pause would."""
+    ask = {"name": "ask", "input_schema": ASK_SCHEMA}
+    script = [Reply("{}"), ToolCalls.of(("ask", {"question": "which invoice?"})), Reply("[]"), Reply(VALID)]
+    runtime = runtime_for(script, interactive_tools=[ask])
+    job = await runtime.run("extract@1.0.0", "the invoice", max_retries=1)
+    assert job.status is S.REQUEST_INTERACTIVE_TOOL_RESULT
+    job = await runtime.continue_job(job.id, "A-1", interactive=True)
+    job = await runtime.drive(job.id)
+    assert job.status is S.FAILED
+    assert job.error is not None and job.error.kind == "invalid_output"
+    assert "2 consecutive answers were not valid output" in job.error.message
+    unpaused = runtime_for([Reply("{}"), ToolCalls.of(("add", {"a": 1, "b": 2})), Reply("[]"), Reply(VALID)])
+    same = await unpaused.run("extract@1.0.0", "the invoice", max_retries=1)
+    assert same.status is S.FAILED and same.error is not None and same.error.message == job.error.message
 
 
 async def test_max_retries_zero_fails_at_the_first_invalid_answer() -> None:

@@ -543,14 +543,24 @@ def _pydantic_reason(error: ValidationError, wrapped: bool) -> str:
     return _short("; ".join(problems) + more)
 
 
+_RETRY_OPENING = "Your answer is not valid output: "
+
+
 def retry_prompt(spec: OutputSpec, reason: str) -> str:
     """The user message that sends an invalid answer back to the model: what was wrong, and what
     to answer instead."""
+    return f"{_RETRY_OPENING}{reason}{_retry_closing(spec)}"
+
+
+def _retry_closing(spec: OutputSpec) -> str:
     shape = f'a JSON object {{"{WRAPPER_KEY}": ...}}' if spec.wrapped else "a JSON object"
-    return (
-        f"Your answer is not valid output: {reason}. Answer again with only {shape} that matches "
-        f"the required schema {spec.name!r}."
-    )
+    return f". Answer again with only {shape} that matches the required schema {spec.name!r}."
+
+
+def is_retry_prompt(spec: OutputSpec, text: str) -> bool:
+    """Whether ``text`` is a :func:`retry_prompt` of ``spec`` (what a restored run's history
+    holds after each invalid answer)."""
+    return text.startswith(_RETRY_OPENING) and text.endswith(_retry_closing(spec))
 
 
 def output_json(value: Any) -> str:
