@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -38,3 +39,22 @@ def postgres_url() -> Iterator[str]:
     if url is None:
         pytest.skip(why)
     yield url
+
+
+@pytest.fixture
+def schemas(postgres_url: str) -> Iterator[list[str]]:
+    """The PostgreSQL schemas a test makes (with :func:`new_schema`), dropped when it ends."""
+    import psycopg
+
+    created: list[str] = []
+    yield created
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for schema in created:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def new_schema(created: list[str]) -> str:
+    """A fresh schema name, noted in ``created`` (the ``schemas`` fixture) to be dropped."""
+    name = f"ej_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    created.append(name)
+    return name

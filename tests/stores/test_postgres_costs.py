@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -25,23 +22,9 @@ from expert_jobs.domain.job import JobQuery
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.stores._pg_json import load_json
 from expert_jobs.stores.postgres import PostgresStore, _adapters, _configure, status_array
+from tests.stores.conftest import new_schema
 from tests.stores.contract import LEASE
 from tests.stores.factories import T0, make_checkpoint, make_job
-
-
-@pytest.fixture
-def schemas(postgres_url: str) -> Iterator[list[str]]:
-    created: list[str] = []
-    yield created
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        for schema in created:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _new_schema(created: list[str]) -> str:
-    name = f"ej_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    created.append(name)
-    return name
 
 
 async def _plans(store: PostgresStore) -> dict[str, tuple[int, int]]:
@@ -54,7 +37,7 @@ async def _plans(store: PostgresStore) -> dict[str, tuple[int, int]]:
 
 async def test_every_statement_is_planned_once_per_connection(postgres_url: str, schemas: list[str]) -> None:
     # One connection, so every statement below ran on the one whose prepared statements we read.
-    async with PostgresStore(postgres_url, schema=_new_schema(schemas), max_size=1, writers=1) as store:
+    async with PostgresStore(postgres_url, schema=new_schema(schemas), max_size=1, writers=1) as store:
         jobs = [make_job(waiting_since=T0 + i) for i in range(8)]
         for job in jobs:
             await store.create(job)
@@ -86,7 +69,7 @@ async def test_every_statement_is_planned_once_per_connection(postgres_url: str,
 async def test_a_claim_reads_no_whole_table_however_long_the_queue(
     postgres_url: str, schemas: list[str]
 ) -> None:
-    schema = _new_schema(schemas)
+    schema = new_schema(schemas)
     async with PostgresStore(postgres_url, schema=schema, max_size=1) as store:
         await store.create(make_job())  # opens the store: the schema exists
         jobs = store._sql.jobs
@@ -127,7 +110,7 @@ async def test_a_server_without_the_plan_setting_keeps_its_own_choice() -> None:
 async def test_a_count_only_list_is_one_statement_with_every_filter(
     postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with PostgresStore(postgres_url, schema=_new_schema(schemas)) as store:
+    async with PostgresStore(postgres_url, schema=new_schema(schemas)) as store:
         keys = ("@acme/writer@1", "@acme/WRITER@2", "@acme/reviewer@1", "@x/other@1")
         jobs = [make_job(expert_key=key, created_at=T0 + i) for i, key in enumerate(keys)]
         for job in jobs:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,25 +21,11 @@ from expert_jobs.domain.errors import StoreError
 from expert_jobs.stores import _pg_schema
 from expert_jobs.stores._pg_writer import _Array, encode_array
 from expert_jobs.stores.postgres import PostgresStore, _adapters
+from tests.stores.conftest import new_schema
 from tests.stores.factories import make_checkpoint, make_job
 
 INT8 = (-(1 << 63), (1 << 63) - 1)
 INT4 = (-(1 << 31), (1 << 31) - 1)
-
-
-@pytest.fixture
-def schemas(postgres_url: str) -> Iterator[list[str]]:
-    created: list[str] = []
-    yield created
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        for schema in created:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _new_schema(created: list[str]) -> str:
-    name = f"ej_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    created.append(name)
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +116,7 @@ def test_any_column_round_trips(
 async def test_a_value_that_cannot_be_sent_fails_only_its_own_write(
     postgres_url: str, schemas: list[str]
 ) -> None:
-    async with PostgresStore(postgres_url, schema=_new_schema(schemas), writers=1) as store:
+    async with PostgresStore(postgres_url, schema=new_schema(schemas), writers=1) as store:
         jobs = [make_job() for _ in range(5)]
         await asyncio.gather(*(store.create(job) for job in jobs))
         for job in jobs:
@@ -167,7 +151,7 @@ def _fillfactor(url: str, schema: str) -> list[str] | None:
 async def test_a_version_1_schema_is_upgraded_to_give_job_rows_room(
     postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schema = _new_schema(schemas)
+    schema = new_schema(schemas)
     with monkeypatch.context() as patch:  # what the previous library version created
         patch.setattr(_pg_schema, "MIGRATIONS", _pg_schema.MIGRATIONS[:1])
         patch.setattr(_pg_schema, "SCHEMA_VERSION", 1)
