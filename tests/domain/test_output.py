@@ -19,11 +19,20 @@ from pydantic import BaseModel
 from expert_jobs.domain.checkpoint import Checkpoint
 from expert_jobs.domain.experts import ExpertDefinition
 from expert_jobs.domain.job import STATE_FIELDS, TRANSIENT_FIELDS
+from expert_jobs.domain.messages import (
+    AssistantMessage,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    ToolResultsMessage,
+    UserMessage,
+)
 from expert_jobs.domain.output import (
     MAX_OUTPUT_SCHEMA_DEPTH,
     OutputInvalid,
     OutputSpec,
     check_json_schema,
+    invalid_answers_in_a_row,
     output_spec,
     retry_prompt,
     typed_output,
@@ -550,3 +559,22 @@ def test_a_jobs_output_is_transient() -> None:
     job.output = {"a": 1}
     assert job.copy().output == {"a": 1}
     assert "output" not in job.to_wire()
+
+
+def test_invalid_answers_in_a_row_are_the_retry_prompts_since_the_last_other_user_message() -> None:
+    spec = output_spec(int)
+    other = output_spec(str)
+    answer = AssistantMessage((TextPart("nope"),))
+    prompt = UserMessage.text(retry_prompt(spec, "Invalid JSON"))
+    query = UserMessage.text("how many?")
+    assert invalid_answers_in_a_row([query], spec) == 0
+    assert invalid_answers_in_a_row([query, answer, prompt, answer, prompt], spec) == 2
+    # A continue's query (after a valid answer) starts a new row; tool steps do not.
+    calls = AssistantMessage((ToolCall("c1", "add", {}),))
+    results = ToolResultsMessage((ToolResult("c1", "add", "3"),))
+    history = [query, answer, prompt, answer, UserMessage.text("and now?"), answer, prompt, calls, results]
+    assert invalid_answers_in_a_row(history, spec) == 1
+    # Another schema's prompt, or a person who typed the opening, is not a retry prompt of this one.
+    assert invalid_answers_in_a_row([query, answer, UserMessage.text(retry_prompt(other, "x"))], spec) == 0
+    typed = UserMessage.text("Your answer is not valid output: x")
+    assert invalid_answers_in_a_row([query, typed], spec) == 0

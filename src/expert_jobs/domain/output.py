@@ -29,6 +29,8 @@ from urllib.parse import urljoin
 from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import core_schema
 
+from expert_jobs.domain.messages import Message, TextPart, UserMessage
+
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
 
@@ -42,6 +44,7 @@ __all__ = [
     "OutputInvalid",
     "OutputSpec",
     "check_json_schema",
+    "invalid_answers_in_a_row",
     "output_json",
     "output_spec",
     "retry_prompt",
@@ -557,10 +560,22 @@ def _retry_closing(spec: OutputSpec) -> str:
     return f". Answer again with only {shape} that matches the required schema {spec.name!r}."
 
 
-def is_retry_prompt(spec: OutputSpec, text: str) -> bool:
-    """Whether ``text`` is a :func:`retry_prompt` of ``spec`` (what a restored run's history
-    holds after each invalid answer)."""
-    return text.startswith(_RETRY_OPENING) and text.endswith(_retry_closing(spec))
+def invalid_answers_in_a_row(messages: Sequence[Message], spec: OutputSpec) -> int:
+    """The invalid answers a run's history shows since its query (or since its last valid answer,
+    which a continue's query follows): the :func:`retry_prompt` user messages after its last other
+    user message. What a run restored after a pause or a re-claim counts on from."""
+    closing = _retry_closing(spec)
+    count = 0
+    for message in reversed(messages):
+        if type(message) is UserMessage:
+            parts = message.parts
+            if not (len(parts) == 1 and type(parts[0]) is TextPart):
+                break
+            text = parts[0].text
+            if not (text.startswith(_RETRY_OPENING) and text.endswith(closing)):
+                break
+            count += 1
+    return count
 
 
 def output_json(value: Any) -> str:

@@ -28,13 +28,12 @@ from expert_jobs.domain.lifecycle import fire
 from expert_jobs.domain.messages import (
     AssistantMessage,
     Message,
-    TextPart,
     ToolCall,
     ToolResult,
     ToolResultsMessage,
     UserMessage,
 )
-from expert_jobs.domain.output import OutputInvalid, OutputSpec, is_retry_prompt, output_json, retry_prompt
+from expert_jobs.domain.output import OutputInvalid, invalid_answers_in_a_row, output_json, retry_prompt
 from expert_jobs.domain.status import JobStatus
 from expert_jobs.domain.usage import ZERO_USAGE, Usage
 from expert_jobs.engine import pricing as _pricing
@@ -686,7 +685,7 @@ class JobRunner:
             run.output_value = checkpoint.output
             run.final_text = output_json(checkpoint.output)
         if run.output is not None:
-            run.invalid_outputs = _invalid_answers_in_a_row(run.messages, run.output)
+            run.invalid_outputs = invalid_answers_in_a_row(run.messages, run.output)
 
     def _new_run(
         self, run_id: str, expert: ExpertDefinition, parent_id: str | None, parent_call_id: str | None
@@ -1591,21 +1590,6 @@ def _leading_input(messages: list[Message]) -> int:
         if type(message) is AssistantMessage:
             break
         count += 1
-    return count
-
-
-def _invalid_answers_in_a_row(messages: Sequence[Message], spec: OutputSpec) -> int:
-    """The invalid answers a restored run has given since its query (or its last valid answer,
-    which a continue's query follows): the retry prompts after the last other user message. A
-    run resumed after a pause, or re-claimed after a crash, keeps counting where it stood."""
-    count = 0
-    for message in reversed(messages):
-        if type(message) is UserMessage:
-            parts = message.parts
-            if len(parts) == 1 and type(parts[0]) is TextPart and is_retry_prompt(spec, parts[0].text):
-                count += 1
-            else:
-                break
     return count
 
 
