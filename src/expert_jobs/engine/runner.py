@@ -14,7 +14,6 @@ import logging
 import math
 import random
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -40,6 +39,7 @@ from expert_jobs.engine import pricing as _pricing
 from expert_jobs.engine.files import user_message
 from expert_jobs.engine.pricing import prices_available
 from expert_jobs.engine.tools import Toolset, clip_result
+from expert_jobs.engine.watchdog import deadline_clock
 from expert_jobs.ports.provider import (
     GenerationRequest,
     GenerationResponse,
@@ -70,7 +70,6 @@ _DELEGATING = S.REQUEST_DELEGATE_RESULT
 # Statuses in which a runner that failed unexpectedly still has a job to stop.
 _STOPPABLE = frozenset({S.QUEUED, _PROCESSING, _DELEGATING, S.CANCELING})
 _INF = math.inf
-_monotonic = time.monotonic  # the watchdog's clock (engine/watchdog.py)
 # Where a job ends (until someone continues it): the stops whose checkpoint carries the job's cost.
 _ENDS = frozenset({S.COMPLETED, S.FAILED, S.EXCEEDED_MAX_STEPS, S.CANCELED})
 
@@ -741,7 +740,7 @@ class JobRunner:
                 if request is None or request.messages is not run.messages:
                     request = self._request(run)  # the run's first (no _generate coroutine for it)
                 # watchdog.arm(task, timeout), inline (see engine/watchdog.py)
-                deadlines[task] = _monotonic() + timeout
+                deadlines[task] = deadline_clock() + timeout
                 if timeout < watchdog.shortest or watchdog.watching is not loop:
                     watchdog.watch(loop, timeout)
                 try:

@@ -10,7 +10,6 @@ import inspect
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from types import MappingProxyType
@@ -23,6 +22,7 @@ from typing_extensions import TypedDict
 from expert_jobs.domain.errors import UsageError
 from expert_jobs.domain.wire import validation_reason
 from expert_jobs.engine.threads import ToolThreads
+from expert_jobs.engine.watchdog import deadline_clock
 from expert_jobs.ports.provider import ToolDeclaration
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Tool", "ToolOutcome", "Toolset", "clip_result", "tool"]
 
 _NO_LIMIT = math.inf
-_monotonic = time.monotonic  # the watchdog's clock (engine/watchdog.py)
 _ASYNC, _THREAD, _INLINE = "async", "thread", "inline"
 
 ToolOutcome = tuple[str, bool]
@@ -218,7 +217,7 @@ class Tool:
             assert task is not None
         # watchdog.arm(task, limit), inline (see engine/watchdog.py)
         deadlines = watchdog.deadlines
-        deadlines[task] = _monotonic() + limit
+        deadlines[task] = deadline_clock() + limit
         if limit < watchdog.shortest or watchdog.watching is not task.get_loop():
             watchdog.watch(task.get_loop(), limit)
         try:

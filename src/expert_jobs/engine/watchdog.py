@@ -9,7 +9,7 @@ therefore enforced within one period of its deadline. Deadlines are read on ``ti
 The engine's hot path arms without a call (a Python frame is most of what :meth:`Watchdog.arm`
 costs), by the same three steps, in the same order::
 
-    watchdog.deadlines[task] = now() + timeout            # now = time.monotonic
+    watchdog.deadlines[task] = deadline_clock() + timeout
     if timeout < watchdog.shortest or watchdog.watching is not loop:  # loop = task.get_loop()
         watchdog.watch(loop, timeout)
 
@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-_now = time.monotonic
+deadline_clock = time.monotonic
+"""The clock deadlines are read on (what the inline form of :meth:`Watchdog.arm` adds to)."""
+_now = deadline_clock
 
-__all__ = ["Watchdog"]
+__all__ = ["Watchdog", "deadline_clock"]
 
 
 class Watchdog:
@@ -77,10 +79,10 @@ class Watchdog:
 
     async def _watch(self) -> None:
         try:
-            deadlines = self.deadlines
-            while deadlines:
+            while self.deadlines:
                 await asyncio.sleep(self._period)
                 now = _now()
+                deadlines = self.deadlines  # (read again: a public attribute may be replaced)
                 for task, deadline in list(deadlines.items()):
                     if deadline <= now:
                         del deadlines[task]
