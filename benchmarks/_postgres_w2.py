@@ -39,9 +39,9 @@ from expert_jobs.engine.settings import DEFAULT_APPLICATION_ID  # noqa: E402
 from expert_jobs.stores.postgres import PostgresStore, split_url  # noqa: E402
 
 POOL_SIZE = 6
-"""Connections per worker process (2 group-commit writers, the rest for claims and reads)."""
+"""Connections per worker process (the group-commit writer's, the rest for claims and reads)."""
 POOL_OPEN = 3
-"""Connections each process opens before the timed run (2 writers and 1 for claims and reads): the
+"""Connections each process opens before the timed run (for the writer, claims and reads): the
 run's first writes then wait for no connection to be set up (as with process start-up, not timed)."""
 CLAIM_BATCH = 64
 """The most concurrent claims of a worker one statement serves (``PostgresStore``'s default)."""

@@ -169,3 +169,43 @@ def test_json_columns_read_back_as_values(postgres_url: str) -> None:
             """SELECT '{"a": [1, 2.5, null]}'::json, ' "x\\u0000y" '::json, '[]'::json, NULL::json"""
         ).fetchone()
     assert row == ({"a": [1, 2.5, None]}, "x\x00y", [], None)
+
+
+async def test_a_count_by_status_reads_only_the_jobs_in_those_statuses(
+    postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poll for progress counts an application's completed jobs while thousands are under way.
+    async with PostgresStore(postgres_url, schema=new_schema(schemas), max_size=1) as store:
+        await store.create(make_job(id="first"))  # opens the store: the schema exists
+        jobs = store._sql.jobs
+        async with store._pool.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO {jobs} (id, version, organization_id, application_id, expert_key, expert,"
+                " files, model, temperature, max_steps, max_retries, status, created_at, updated_at,"
+                " current_step, total_steps, total_duration_ms, usage, waiting_since, checkpoint_seq,"
+                " search_key) SELECT 'j' || g, 0, 'o', 'app1', 'k', '{}', '[]', 'm', 0, 10, 1, 'queued',"
+                " g, g, 0, 0, 0, '{}', g, 0, 'k' FROM generate_series(1, 5000) AS g"
+            )
+        statements: list[tuple[str, Any]] = []
+        fetch = store._fetch
+
+        async def recording(sql: str, params: Any, **kwargs: Any) -> Any:
+            statements.append((sql, params))
+            return await fetch(sql, params, **kwargs)
+
+        monkeypatch.setattr(store, "_fetch", recording)
+        completed = JobQuery(application_id="app1", take=0, statuses=frozenset({JobStatus.COMPLETED}))
+        assert await store.list(completed) == ([], 0)
+        [(sql, params)] = statements
+        for number in range(1, len(params) + 1):
+            sql = sql.replace("%s", f"${number}", 1)
+        async with store._pool.connection() as conn:
+            # The plan the store's connection uses (generic: the application is a parameter).
+            await conn.execute(f"PREPARE count_plan AS {sql}")
+            explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE count_plan({})"
+            cur = await conn.execute(psycopg.sql.SQL(explain).format(psycopg.sql.Literal(params[0])))
+            [(explained,)] = await cur.fetchall()
+            await conn.execute("DEALLOCATE count_plan")
+        plan = explained[0]["Plan"]
+        read = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+        assert read < 10, plan  # the whole application's jobs fill well over 100 pages

@@ -8,8 +8,9 @@ Every schema lives under a fresh name and is dropped afterwards; skipped without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from expert_jobs.domain.errors import StoreError
 from expert_jobs.stores import _pg_schema
+from expert_jobs.stores._pg_schema import SCHEMA_VERSION
 from expert_jobs.stores._pg_writer import _Array, encode_array
 from expert_jobs.stores.postgres import PostgresStore, _adapters
 from tests.stores.conftest import new_schema
@@ -168,6 +170,75 @@ async def test_a_version_1_schema_is_upgraded_to_give_job_rows_room(
     assert _fillfactor(postgres_url, schema) == ["fillfactor=65"]
     with psycopg.connect(postgres_url) as conn:
         versions = conn.execute(f'SELECT version FROM "{schema}".schema_version ORDER BY version').fetchall()
-    assert versions == [(1,), (2,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     async with PostgresStore(postgres_url, schema=schema) as store:  # nothing left to do
         assert await store.get(job.id) == stored
+
+
+# -- one transaction in flight -------------------------------------------------------------------------
+
+
+async def test_saves_queued_while_a_transaction_commits_share_the_next_one(
+    postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(postgres_url, schema=new_schema(schemas)) as store:  # default writers
+        jobs = [make_job() for _ in range(6)]
+        await asyncio.gather(*(store.create(job) for job in jobs))
+        writer = store.writer
+        assert writer is not None
+        batches = writer.batches
+        pool = store._pool
+        checkout = pool.connection
+        started: list[int] = []
+        gate = asyncio.Event()
+
+        @contextlib.asynccontextmanager
+        async def held_connection(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            started.append(len(started))
+            await gate.wait()  # the first transaction is slow to commit
+            async with checkout(*args, **kwargs) as conn:
+                yield conn
+
+        monkeypatch.setattr(pool, "connection", held_connection)
+        for job in jobs:
+            job.current_step = 1
+        first = asyncio.ensure_future(store.save(jobs[0], expected_version=0))
+        await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(store.save(job, expected_version=0)) for job in jobs[1:]]
+        try:
+            await asyncio.sleep(0.05)
+            assert started == [0]  # the rest wait for the transaction in flight
+        finally:
+            gate.set()
+        await asyncio.gather(first, *rest)
+        assert writer.batches - batches == 2  # and then share one
+
+
+# -- schema version 3: the status index ----------------------------------------------------------------
+
+
+async def test_a_version_2_schema_takes_a_status_index_an_operator_built_beforehand(
+    postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = new_schema(schemas)
+    with monkeypatch.context() as patch:  # what the previous library version created
+        patch.setattr(_pg_schema, "MIGRATIONS", _pg_schema.MIGRATIONS[:2])
+        patch.setattr(_pg_schema, "SCHEMA_VERSION", 2)
+        async with PostgresStore(postgres_url, schema=schema) as store:
+            job = make_job()
+            await store.create(job)
+    # As docs/operations.md advises for a large table: built without blocking writes, before the upgrade.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f'CREATE INDEX CONCURRENTLY jobs_app_status ON "{schema}".jobs'
+            " (application_id, status, created_at, id)"
+        )
+    async with PostgresStore(postgres_url, schema=schema) as store:
+        assert await store.get(job.id) == job
+    with psycopg.connect(postgres_url) as conn:
+        versions = conn.execute(f'SELECT version FROM "{schema}".schema_version ORDER BY version').fetchall()
+        indexes = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'jobs_app_status'",
+            (schema,),
+        ).fetchone()
+    assert versions == [(1,), (2,), (3,)] and indexes == (1,)

@@ -105,7 +105,19 @@ def _v2(s: str) -> tuple[str, ...]:
     return (f"ALTER TABLE {s}.jobs SET (fillfactor = 65)",)
 
 
-MIGRATIONS = (_v1, _v2)
+def _v3(s: str) -> tuple[str, ...]:
+    # A list filtered by status (a poll counting an application's completed jobs) read every job
+    # of the application through jobs_app_created and filtered the rows; this index reads only the
+    # jobs in those statuses (a count of none read none), and serves a page of one status in
+    # creation order. It costs no HOT update: status is already in jobs_waiting's key. Built in
+    # the migration's transaction, writes to the table wait for the build; IF NOT EXISTS lets an
+    # operator with a large table build it beforehand with CREATE INDEX CONCURRENTLY.
+    return (
+        f"CREATE INDEX IF NOT EXISTS jobs_app_status ON {s}.jobs (application_id, status, created_at, id)",
+    )
+
+
+MIGRATIONS = (_v1, _v2, _v3)
 """Functions of the quoted schema name giving the statements from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
