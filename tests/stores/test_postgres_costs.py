@@ -66,6 +66,17 @@ async def test_every_statement_is_planned_once_per_connection(postgres_url: str,
         assert {statement: counts for statement, counts in plans.items() if counts[1]} == {}
 
 
+async def _insert_queued_jobs(conn: Any, jobs: str, count: int) -> None:
+    """``count`` queued jobs of application ``app1`` (ids ``j1``…), written straight into ``jobs``."""
+    await conn.execute(
+        f"INSERT INTO {jobs} (id, version, organization_id, application_id, expert_key, expert,"
+        " files, model, temperature, max_steps, max_retries, status, created_at, updated_at,"
+        " current_step, total_steps, total_duration_ms, usage, waiting_since, checkpoint_seq,"
+        " search_key) SELECT 'j' || g, 0, 'o', 'app1', 'k', '{}', '[]', 'm', 0, 10, 1, 'queued',"
+        f" g, g, 0, 0, 0, '{{}}', g, 0, 'k' FROM generate_series(1, {count:d}) AS g"
+    )
+
+
 async def test_a_claim_reads_no_whole_table_however_long_the_queue(
     postgres_url: str, schemas: list[str]
 ) -> None:
@@ -77,13 +88,7 @@ async def test_a_claim_reads_no_whole_table_however_long_the_queue(
         for number in range(1, 5):
             sql = sql.replace("%s", f"${number}", 1)
         async with store._pool.connection() as conn:
-            await conn.execute(
-                f"INSERT INTO {jobs} (id, version, organization_id, application_id, expert_key, expert,"
-                " files, model, temperature, max_steps, max_retries, status, created_at, updated_at,"
-                " current_step, total_steps, total_duration_ms, usage, waiting_since, checkpoint_seq,"
-                " search_key) SELECT 'j' || g, 0, 'o', 'app1', 'k', '{}', '[]', 'm', 0, 10, 1, 'queued',"
-                " g, g, 0, 0, 0, '{}', g, 0, 'k' FROM generate_series(1, 20000) AS g"
-            )
+            await _insert_queued_jobs(conn, jobs, 20000)
             await conn.execute(f"ANALYZE {jobs}")
             # The plan the store's connection uses (generic): its LIMIT is a parameter.
             await conn.execute(f"PREPARE claim_plan AS {sql}")
@@ -179,13 +184,7 @@ async def test_a_count_by_status_reads_only_the_jobs_in_those_statuses(
         await store.create(make_job(id="first"))  # opens the store: the schema exists
         jobs = store._sql.jobs
         async with store._pool.connection() as conn:
-            await conn.execute(
-                f"INSERT INTO {jobs} (id, version, organization_id, application_id, expert_key, expert,"
-                " files, model, temperature, max_steps, max_retries, status, created_at, updated_at,"
-                " current_step, total_steps, total_duration_ms, usage, waiting_since, checkpoint_seq,"
-                " search_key) SELECT 'j' || g, 0, 'o', 'app1', 'k', '{}', '[]', 'm', 0, 10, 1, 'queued',"
-                " g, g, 0, 0, 0, '{}', g, 0, 'k' FROM generate_series(1, 5000) AS g"
-            )
+            await _insert_queued_jobs(conn, jobs, 5000)
         statements: list[tuple[str, Any]] = []
         fetch = store._fetch
 

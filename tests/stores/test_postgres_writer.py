@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from expert_jobs.domain.errors import StoreError
+from expert_jobs.domain.job import Job
 from expert_jobs.stores import _pg_schema
 from expert_jobs.stores._pg_schema import SCHEMA_VERSION
 from expert_jobs.stores._pg_writer import _Array, encode_array
@@ -150,16 +151,24 @@ def _fillfactor(url: str, schema: str) -> list[str] | None:
     return row[0]  # type: ignore[no-any-return]
 
 
+async def _one_job_at_version(
+    version: int, url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> Job:
+    """A schema as the library of schema ``version`` created it, holding one job (returned)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_pg_schema, "MIGRATIONS", _pg_schema.MIGRATIONS[:version])
+        patch.setattr(_pg_schema, "SCHEMA_VERSION", version)
+        async with PostgresStore(url, schema=schema) as store:
+            job = make_job()
+            await store.create(job)
+    return job
+
+
 async def test_a_version_1_schema_is_upgraded_to_give_job_rows_room(
     postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     schema = new_schema(schemas)
-    with monkeypatch.context() as patch:  # what the previous library version created
-        patch.setattr(_pg_schema, "MIGRATIONS", _pg_schema.MIGRATIONS[:1])
-        patch.setattr(_pg_schema, "SCHEMA_VERSION", 1)
-        async with PostgresStore(postgres_url, schema=schema) as store:
-            job = make_job()
-            await store.create(job)
+    job = await _one_job_at_version(1, postgres_url, schema, monkeypatch)
     assert _fillfactor(postgres_url, schema) == ["fillfactor=80"]
     async with PostgresStore(postgres_url, schema=schema) as store:
         assert await store.get(job.id) == job
@@ -221,12 +230,7 @@ async def test_a_version_2_schema_takes_a_status_index_an_operator_built_beforeh
     postgres_url: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     schema = new_schema(schemas)
-    with monkeypatch.context() as patch:  # what the previous library version created
-        patch.setattr(_pg_schema, "MIGRATIONS", _pg_schema.MIGRATIONS[:2])
-        patch.setattr(_pg_schema, "SCHEMA_VERSION", 2)
-        async with PostgresStore(postgres_url, schema=schema) as store:
-            job = make_job()
-            await store.create(job)
+    job = await _one_job_at_version(2, postgres_url, schema, monkeypatch)
     # As docs/operations.md advises for a large table: built without blocking writes, before the upgrade.
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(
